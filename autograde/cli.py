@@ -1,0 +1,90 @@
+"""The `sit471` command: release, grade and demo.
+
+Exit status: 0 when the command did its job (whatever the students scored), 1 when
+`release --check` found stale files, 2 when the command could not run (with a one-line
+reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograde.course import CourseError, assignments, find_course_root
+from autograde.submissions import DEFAULT_ZIP_REGEXP
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sit471", description=__doc__.splitlines()[0])
+    p.add_argument("--course", type=Path, help="course root (default: ./course)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("release", help="generate course/release and solutions from the source")
+    r.add_argument("names", nargs="*", metavar="NAME", help="assignments to release")
+    r.add_argument("--all", action="store_true", help="release every assignment")
+    r.add_argument("--check", action="store_true",
+                   help="change nothing; fail naming every stale or missing generated file")
+
+    g = sub.add_parser("grade", help="autograde a folder or LMS zip of submissions")
+    g.add_argument("name", metavar="NAME")
+    g.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                   help="folder of <student>/<notebook>.ipynb, or an LMS .zip")
+    g.add_argument("--jobs", type=int, default=None, help="parallel graders (default: cores)")
+    g.add_argument("--out", type=Path, default=Path("grading-out"), help="output folder")
+    g.add_argument("--regexp", default=DEFAULT_ZIP_REGEXP,
+                   help="for a zip: regular expression with student_id and file_id groups")
+
+    d = sub.add_parser("demo", help="release, grade four demo students per assignment, print")
+    d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
+    d.add_argument("--jobs", type=int, default=None, help="parallel graders (default: cores)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        root = args.course.resolve() if args.course else find_course_root()
+        if args.command == "release":
+            return _release(root, args)
+        if args.command == "grade":
+            from autograde.grade import grade
+
+            report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
+                           regexp=args.regexp)
+            print(report.table())
+            print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
+                  f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")
+            return 0
+        if args.command == "demo":
+            from autograde.demo import demo
+
+            for report in demo(root, args.out, jobs=args.jobs):
+                print(report.table(), end="\n\n")
+            print(f"grades: {args.out / 'grades.csv'}")
+            return 0
+    except CourseError as exc:
+        print(f"sit471 {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _release(root: Path, args: argparse.Namespace) -> int:
+    from autograde.release import release
+
+    names = assignments(root) if args.all or not args.names else args.names
+    problems = release(root, names, check=args.check)
+    if args.check:
+        if problems:
+            print("generated files out of date (run `sit471 release`):", file=sys.stderr)
+            for line in problems:
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        print(f"release and solutions up to date: {', '.join(names)}")
+    else:
+        print(f"released: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Where the course lives, and running one nbgrader step in this process.
+
+A course root is a folder with ``nbgrader_config.py`` and ``source/<assignment>/``. The
+repository's root is ``course/``; grading works in a copy of it under the output folder, so
+the instructor's tree never gains a gradebook or student files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback, GenerateSolution
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import capture_log
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+CONFIG_FILE = "nbgrader_config.py"
+STEPS = {
+    "generate_assignment": GenerateAssignment,
+    "generate_solution": GenerateSolution,
+    "autograde": Autograde,
+    "generate_feedback": GenerateFeedback,
+}
+
+
+class CourseError(Exception):
+    """Grading or releasing cannot run at all (the message is shown to the user as is)."""
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The course root: $SIT471_COURSE, else ``course/`` in the current folder or a parent."""
+    if env := os.environ.get("SIT471_COURSE"):
+        root = Path(env)
+        if not (root / CONFIG_FILE).is_file():
+            raise CourseError(f"SIT471_COURSE={env} has no {CONFIG_FILE}")
+        return root.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        for candidate in (folder / "course", folder):
+            if (candidate / CONFIG_FILE).is_file() and (candidate / "source").is_dir():
+                return candidate
+    raise CourseError(
+        "no course found: run from the repository (which has course/nbgrader_config.py), "
+        "pass --course DIR, or set SIT471_COURSE"
+    )
+
+
+def assignments(root: Path) -> list[str]:
+    """Names of the assignments in ``root/source``, in course order."""
+    return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and p.name[0] != ".")
+
+
+def check_assignment(root: Path, name: str) -> None:
+    if name not in assignments(root):
+        known = ", ".join(assignments(root)) or "none"
+        raise CourseError(f"no assignment {name!r} in {root / 'source'} (known: {known})")
+
+
+def load_config(root: Path) -> Config:
+    """The course's nbgrader configuration, with the root set to ``root``."""
+    config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    return config
+
+
+def run_step(root: Path, step: str, assignment: str, student: str | None = None) -> dict:
+    """Run one nbgrader step in this process; returns nbgrader's {success, log, error} dict."""
+    config = load_config(root)
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id = assignment
+    if student is not None:
+        coursedir.student_id = student
+    app = STEPS[step](coursedir=coursedir, config=config)
+    app.log.setLevel(logging.WARNING)
+    app.force = True
+    if step == "generate_assignment":
+        app.create_assignment = True
+    if step == "autograde":
+        app.create_student = True
+    return capture_log(app)
+
+
+def failure_reason(result: dict) -> str:
+    """The most telling line of a failed step's log: its last error, without boilerplate."""
+    for line in reversed((result.get("log", "") + "\n" + result.get("error", "")).splitlines()):
+        line = line.strip()
+        if line and "Please see the" not in line and "There was an error" not in line:
+            return line.removeprefix("[ERROR] ")[:300]
+    return "nbgrader failed without a message"
+
+
+def make_work_root(course_root: Path, work_root: Path, assignment: str) -> Path:
+    """A grading copy of the course: its config and the assignment's source, nothing else.
+
+    The copy's source is replaced on every call (so grading always uses the current
+    source); its gradebook and earlier results are kept.
+    """
+    work_root.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(course_root / CONFIG_FILE, work_root / CONFIG_FILE)
+    dest = work_root / "source" / assignment
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(course_root / "source" / assignment, dest,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return work_root

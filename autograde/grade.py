@@ -1,0 +1,245 @@
+"""`sit471 grade`: autograde a batch of submissions with nbgrader, in parallel.
+
+Layout of the output folder (kept between runs, so grading again is idempotent):
+
+    OUT/nbgrader/     grading copy of the course: config, source, gradebook.db, submitted/, ...
+    OUT/grades.csv    nbgrader's CSV export of the gradebook
+    OUT/points.csv    points per student and graded test
+    OUT/report.txt    per student: score, and the reason for every lost point
+    OUT/feedback/<student>/<NAME>/<notebook>.html
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.plugins.export import CsvExportPlugin
+from sqlalchemy.exc import SAWarning
+
+from autograde.course import (
+    CourseError,
+    check_assignment,
+    failure_reason,
+    load_config,
+    make_work_root,
+    run_step,
+)
+from autograde.submissions import DEFAULT_ZIP_REGEXP, collect
+
+
+@dataclass
+class StudentResult:
+    student: str
+    score: float = 0.0
+    max_score: float = 0.0
+    points: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GradeReport:
+    assignment: str
+    tests: list[tuple[str, float]]  # (grade id, points) in notebook order
+    students: list[StudentResult]
+
+    def table(self) -> str:
+        """The gradebook as aligned text: student, score, max, then points per test."""
+        heads = ["student", "score", "max"] + [t.removeprefix("test_") for t, _ in self.tests]
+        rows = [
+            [s.student, _num(s.score), _num(s.max_score)]
+            + [_num(s.points[t]) if t in s.points else "-" for t, _ in self.tests]
+            for s in self.students
+        ]
+        widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
+        lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                           enumerate(zip(r, widths, strict=True))) for r in [heads, *rows]]
+        return "\n".join([f"== {self.assignment} ==", *lines])
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _grade_student(work_root: str, name: str, student: str) -> tuple[str, str | None]:
+    """Autograde one student and write their feedback (runs in a worker process).
+
+    Everything nbgrader and the student's kernel print goes to ``logs/<student>.log`` in
+    the grading copy, so the terminal shows only progress.
+    """
+    root = Path(work_root)
+    (root / "logs").mkdir(exist_ok=True)
+    with _output_to(root / "logs" / f"{student}.log"):
+        warnings.simplefilter("ignore", SAWarning)
+        result = run_step(root, "autograde", name, student)
+        if not result["success"]:
+            return student, failure_reason(result)
+        feedback = run_step(root, "generate_feedback", name, student)
+        if not feedback["success"]:
+            return student, "feedback could not be generated: " + failure_reason(feedback)
+    return student, None
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _grade_tests(notebook: Path) -> list[tuple[str, float]]:
+    cells = json.loads(notebook.read_text())["cells"]
+    return [
+        (m["grade_id"], float(m.get("points", 0)))
+        for m in (c.get("metadata", {}).get("nbgrader", {}) for c in cells)
+        if m.get("grade")
+    ]
+
+
+def _failure_reasons(notebook: Path) -> list[str]:
+    """'test_x: ErrorName: message' for each graded cell that raised, from the autograded copy."""
+    reasons = []
+    for cell in json.loads(notebook.read_text())["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade") or cell["cell_type"] != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                ename, evalue = out.get("ename", "Error"), (out.get("evalue") or "").strip()
+                if ename == "NotImplementedError" and not evalue:
+                    evalue = "not answered yet"
+                message = f"{ename}: {evalue}".splitlines()[0][:200]
+                reasons.append(f"{meta['grade_id']}: {message}")
+    return reasons
+
+
+def grade(
+    course_root: Path,
+    name: str,
+    submissions: Path,
+    out: Path,
+    jobs: int | None = None,
+    regexp: str = DEFAULT_ZIP_REGEXP,
+    progress: bool = True,
+) -> GradeReport:
+    """Grade every submission of ``name`` found in ``submissions``; results go to ``out``."""
+    check_assignment(course_root, name)
+    jobs = jobs or os.cpu_count() or 1
+    work = make_work_root(course_root, out / "nbgrader", name)
+    generated = run_step(work, "generate_assignment", name)
+    if not generated["success"]:
+        raise CourseError(f"cannot prepare {name} for grading: {failure_reason(generated)}")
+    students, notes = collect(submissions, work, name, regexp)
+    if not students:
+        raise CourseError(f"no submissions found in {submissions}")
+    db_url = CourseDirectory(config=load_config(work)).db_url
+    with Gradebook(db_url, "sit471") as gb:
+        for sid in students:
+            gb.update_or_create_student(sid)
+
+    failures: dict[str, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(students)), mp_context=context) as pool:
+        futures = [pool.submit(_grade_student, str(work), name, sid) for sid in students]
+        for done, future in enumerate(as_completed(futures), start=1):
+            sid, error = future.result()
+            if error:
+                failures[sid] = error
+            if progress:
+                print(f"[{name}] {done}/{len(students)} graded ({sid}"
+                      f"{': ' + error if error else ''}); failures so far: {len(failures)}",
+                      file=sys.stderr, flush=True)
+
+    report = _collect_results(work, name, students, db_url)
+    for result in report.students:
+        result.reasons = notes.get(result.student, []) + (
+            [f"grading failed: {failures[result.student]}"] if result.student in failures else []
+        ) + result.reasons
+    _write_outputs(work, out, name, report, db_url)
+    return report
+
+
+def _collect_results(work: Path, name: str, students: list[str], db_url: str) -> GradeReport:
+    source = sorted((work / "source" / name).glob("*.ipynb"))
+    tests = [t for nb in source for t in _grade_tests(nb)]
+    results = []
+    with Gradebook(db_url, "sit471") as gb:
+        for sid in students:
+            result = StudentResult(sid, max_score=sum(p for _, p in tests))
+            try:
+                submission = gb.find_submission(name, sid)
+            except MissingEntry:
+                results.append(result)
+                continue
+            result.score = float(submission.score)
+            for notebook in submission.notebooks:
+                for g in notebook.grades:
+                    result.points[g.name] = float(g.score)
+                autograded = work / "autograded" / sid / name / f"{notebook.name}.ipynb"
+                if autograded.is_file():
+                    result.reasons += _failure_reasons(autograded)
+            results.append(result)
+    return GradeReport(name, tests, results)
+
+
+def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url: str) -> None:
+    with Gradebook(db_url, "sit471") as gb:
+        exporter = CsvExportPlugin()
+        exporter.to = str(out / "grades.csv.tmp")
+        exporter.export(gb)
+    os.replace(out / "grades.csv.tmp", out / "grades.csv")
+
+    points = out / "points.csv"
+    rows = []
+    if points.exists():
+        with points.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["assignment"] != name]
+    rows += [
+        {"assignment": name, "student_id": s.student, "test": t, "points": s.points.get(t, 0.0),
+         "max_points": p}
+        for s in report.students for t, p in report.tests
+    ]
+    tmp = out / "points.csv.tmp"
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["assignment", "student_id", "test", "points", "max_points"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, points)
+
+    lines = [f"{name}: {len(report.students)} submissions"]
+    for s in report.students:
+        lines.append(f"{s.student}: {_num(s.score)} / {_num(s.max_score)}")
+        lines += [f"    {r}" for r in s.reasons]
+    (out / f"report-{name}.txt").write_text("\n".join(lines) + "\n")
+
+    for s in report.students:
+        src = work / "feedback" / s.student / name
+        dest = out / "feedback" / s.student / name
+        if src.is_dir():
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(src, dest)

@@ -1,0 +1,92 @@
+"""Bringing submissions into a grading copy of the course as ``submitted/<student>/<NAME>/``.
+
+Two inputs are accepted:
+
+* a folder with one sub-folder per student, holding the notebook either directly
+  (``<student>/<notebook>.ipynb``) or in an assignment folder (``<student>/<NAME>/…``);
+* a zip downloaded from an LMS, collected by nbgrader's ``zip_collect`` with a regular
+  expression that finds the student id and the notebook name in each file name.
+
+The input is only read, never changed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from autograde.course import CourseError
+
+#: nbgrader's documented example for LMS downloads named like
+#: ``01_backprop_jdoe_attempt_2026-03-01-10-00-00_backprop.ipynb``.
+DEFAULT_ZIP_REGEXP = (
+    r".*_(?P<student_id>\w+)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file_id>\w+)"
+)
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".*")
+
+
+def collect(
+    source: Path, work_root: Path, name: str, regexp: str = DEFAULT_ZIP_REGEXP
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Copy submissions into ``work_root/submitted``.
+
+    Returns the student ids found and, per student, notes for the report (for example a
+    notebook that is missing). Raises CourseError when the input cannot be read at all.
+    """
+    if not source.exists():
+        raise CourseError(f"submissions not found: {source}")
+    if source.is_file():
+        if source.suffix.lower() != ".zip":
+            raise CourseError(f"submissions must be a folder or a .zip file, got {source}")
+        _collect_zip(source, work_root, name, regexp)
+        source = work_root / "submitted"
+        copy = False
+    else:
+        copy = True
+    expected = sorted(p.name for p in (work_root / "release" / name).glob("*.ipynb"))
+    students: list[str] = []
+    notes: dict[str, list[str]] = {}
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        sid = folder.name
+        if sid.startswith("."):
+            continue
+        if not _STUDENT_ID.match(sid):
+            print(f"skipped folder {folder.name!r}: not a valid student id", file=sys.stderr)
+            continue
+        base = folder / name if (folder / name).is_dir() else folder
+        dest = work_root / "submitted" / sid / name
+        if copy:
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(base, dest, ignore=_IGNORE)
+        students.append(sid)
+        missing = [nb for nb in expected if not (dest / nb).is_file()]
+        if missing:
+            found = sorted(p.name for p in dest.glob("*.ipynb"))
+            notes[sid] = [
+                f"notebook {nb} not found in the submission"
+                + (f" (found: {', '.join(found)})" if found else "")
+                for nb in missing
+            ]
+    return students, notes
+
+
+def _collect_zip(archive: Path, work_root: Path, name: str, regexp: str) -> None:
+    """Run nbgrader zip_collect on one LMS zip."""
+    downloaded = work_root / "downloaded" / name / "archive"
+    if downloaded.parent.exists():
+        shutil.rmtree(downloaded.parent)
+    downloaded.mkdir(parents=True)
+    shutil.copy2(archive, downloaded / archive.name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "zip_collect", name, "--force",
+         f"--FileNameCollector.named_regexp={regexp}"],
+        cwd=work_root, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CourseError(f"could not collect submissions from {archive.name}: {last}")

@@ -1,0 +1,1 @@
+"""Reference answers for every graded exercise (graders only; not in the student wheel)."""

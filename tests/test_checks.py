@@ -1,0 +1,92 @@
+"""The checks notebook tests call: right answers pass, common mistakes fail with a named cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sit471.checks import check_array, check_gradient, check_scalar
+
+EXPECTED = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.5]])
+
+
+def test_right_answer_passes_including_lists_and_tiny_float_noise():
+    check_array(EXPECTED + 1e-12, EXPECTED, "w")
+    check_array(EXPECTED.tolist(), EXPECTED, "w")
+    check_scalar(0.25, 0.25, "J")
+    check_scalar(np.float32(0.25), 0.25, "J")
+
+
+@pytest.mark.parametrize(
+    "answer,message",
+    [
+        (None, "forget to `return`"),
+        (EXPECTED.T, "looks transposed"),
+        (-EXPECTED, "wrong sign"),
+        (2 * EXPECTED, "constant factor: 2 times"),
+        (EXPECTED[:, :2], r"has shape \(2, 2\), expected \(2, 3\)"),
+        (EXPECTED.ravel(), r"right values but shape \(6,\)"),
+        (EXPECTED + np.eye(2, 3), r"at index \(0, 0\) got 2, expected 1"),
+        (np.full((2, 3), np.nan), "NaN"),
+        (["a", "b"], "cannot be read as an array"),
+        ("abc", "should be a NumPy array"),
+        ({"a": 1}, "should be a NumPy array"),
+    ],
+)
+def test_wrong_answers_fail_with_a_helpful_message(answer, message):
+    with pytest.raises(AssertionError, match=message):
+        check_array(answer, EXPECTED, "w")
+
+
+def test_transposed_square_matrix_is_named():
+    m = np.array([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(AssertionError, match="looks transposed"):
+        check_array(m.T, m, "m")
+
+
+def test_named_mistake_is_reported():
+    with pytest.raises(AssertionError, match="it looks like the factor f'.z3. is missing"):
+        check_array(EXPECTED * 3 + 1, EXPECTED, "delta3",
+                    mistakes={"the factor f'(z3) is missing": EXPECTED * 3 + 1})
+
+
+def test_scalar_check_rejects_arrays():
+    with pytest.raises(AssertionError, match="single number"):
+        check_scalar(np.array([0.25, 0.25]), 0.25, "J")
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    __hash__ = object.__hash__
+
+
+class LyingArray(np.ndarray):
+    def __eq__(self, other):
+        return np.ones(np.shape(other), dtype=bool)
+
+
+def test_objects_that_fake_equality_do_not_pass():
+    with pytest.raises(AssertionError):
+        check_array(AlwaysEqual(), EXPECTED, "w")
+    lying = np.zeros((2, 3)).view(LyingArray)
+    with pytest.raises(AssertionError, match="at index"):
+        check_array(lying, EXPECTED, "w")
+
+
+def test_checks_keep_their_own_numpy_functions(monkeypatch):
+    monkeypatch.setattr(np, "allclose", lambda *a, **k: True)
+    with pytest.raises(AssertionError):
+        check_array(EXPECTED * 5 + 1, EXPECTED, "w")
+
+
+def test_gradient_check():
+    g = np.array([[0.1, -0.2], [0.3, 0.4]])
+    check_gradient(g * (1 + 1e-11), g, "dW")
+    with pytest.raises(AssertionError, match="wrong sign"):
+        check_gradient(-g, g, "dW")
+    with pytest.raises(AssertionError, match="relative error"):
+        check_gradient(g * 1.001, g, "dW")
+    with pytest.raises(AssertionError, match="shape"):
+        check_gradient(g.T[:1], g, "dW")
