@@ -85,13 +85,15 @@ def check_array(
     if _close(-got, expected, rtol, atol):
         raise AssertionError(f"{name} has the wrong sign")
     nonzero = abs(expected) > 1e-12
-    if nonzero.any() and (abs(got[~nonzero]) <= atol).all():
+    if expected.size > 1 and nonzero.sum() > 1 and (abs(got[~nonzero]) <= atol).all():
         ratios = got[nonzero] / expected[nonzero]
         if _allclose(ratios, ratios.flat[0], rtol=1e-6) and abs(ratios.flat[0]) > 1e-12:
             raise AssertionError(
                 f"{name} is off by a constant factor: {ratios.flat[0]:.6g} times the "
                 "expected value"
             )
+    if got.ndim == 0:
+        raise AssertionError(f"{name} is wrong: got {got:.10g}, expected {expected:.10g}")
     diff = abs(got - expected)
     worst = np.unravel_index(int(diff.argmax()), diff.shape)
     raise AssertionError(
@@ -101,13 +103,20 @@ def check_array(
 
 
 def check_scalar(
-    actual: object, expected: float, name: str, *, rtol: float = 1e-7, atol: float = 1e-12
+    actual: object,
+    expected: float,
+    name: str,
+    *,
+    rtol: float = 1e-7,
+    atol: float = 1e-12,
+    mistakes: Mapping[str, float] | None = None,
 ) -> None:
     """Assert that ``actual`` is one number equal to ``expected`` within tolerance."""
     got = _plain(actual, name)
     if got.size != 1:
         raise AssertionError(f"{name} should be a single number, got shape {got.shape}")
-    check_array(got.reshape(()), _array(expected, dtype=_float64), name, rtol=rtol, atol=atol)
+    check_array(got.reshape(()), _array(expected, dtype=_float64), name, rtol=rtol, atol=atol,
+                mistakes=mistakes)
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,151 @@
+"""Notebooks keep their promises: lint, source passes, release fails only on its stubs."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import nbformat
+import pytest
+from conftest import COURSE, REPO, SOURCE_NOTEBOOKS, errors, execute, nbgrader_meta
+from nbgrader.nbgraderformat import MetadataValidator
+
+from autograde.demo import solution_text
+
+RELEASE_NOTEBOOKS = [COURSE / "release" / p.parent.name / p.name for p in SOURCE_NOTEBOOKS]
+SOLUTION_NOTEBOOKS = [REPO / "solutions" / p.parent.name / p.name for p in SOURCE_NOTEBOOKS]
+ALL_COMMITTED = SOURCE_NOTEBOOKS + RELEASE_NOTEBOOKS + SOLUTION_NOTEBOOKS
+
+
+def _ids(paths):
+    return [str(p.relative_to(REPO)) for p in paths]
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=_ids(SOURCE_NOTEBOOKS))
+def test_lint_source_notebook(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    MetadataValidator().validate_nb(nb)
+    ids = [nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c)]
+    assert len(ids) == len(set(ids)), "grade ids must be unique"
+    for grade_id in ids:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", grade_id), f"grade id {grade_id!r} not descriptive"
+        assert not re.fullmatch(r"cell-[0-9a-f]+", grade_id)
+    cells = nb.cells
+    for k, cell in enumerate(cells):
+        meta = nbgrader_meta(cell)
+        if meta.get("solution") and cell.cell_type == "code":
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+            nxt = next((c for c in cells[k + 1:] if c.cell_type == "code"), None)
+            assert nxt is not None and nbgrader_meta(nxt).get("grade"), (
+                f"answer {meta['grade_id']} must be followed by a graded test cell")
+            assert nbgrader_meta(nxt).get("points", 0) > 0
+            assert nbgrader_meta(nxt).get("locked")
+        if meta.get("grade") and cell.cell_type == "code":
+            assert cell.source.lstrip().startswith('"""'), f"{meta['grade_id']}: start with a docstring"
+            hidden = cell.source.count("### BEGIN HIDDEN TESTS")
+            assert hidden == 1 == cell.source.count("### END HIDDEN TESTS"), meta["grade_id"]
+            visible = cell.source.split("### BEGIN HIDDEN TESTS")[0]
+            assert "sit471.reference" not in visible, "visible tests must not use the reference"
+        if "sit471.reference" in cell.source:
+            assert meta.get("grade"), "only hidden tests may import the reference"
+
+
+@pytest.mark.parametrize("path", ALL_COMMITTED, ids=_ids(ALL_COMMITTED))
+def test_committed_notebooks_have_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, nbgrader_meta(cell)
+
+
+@pytest.mark.parametrize("path", RELEASE_NOTEBOOKS, ids=_ids(RELEASE_NOTEBOOKS))
+def test_release_holds_no_answers_or_hidden_tests(path):
+    text = path.read_text()
+    for forbidden in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "sit471.reference",
+                      "sit471 import reference"):
+        assert forbidden not in text, f"{forbidden!r} in {path.name}"
+    nb = nbformat.read(path, as_version=4)
+    stubs = [c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"]
+    assert stubs and all("raise NotImplementedError()" in c.source for c in stubs)
+
+
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=_ids(SOLUTION_NOTEBOOKS))
+def test_solutions_hold_answers_but_no_hidden_tests(path):
+    text = path.read_text()
+    assert "### BEGIN HIDDEN TESTS" not in text and "sit471.reference" not in text
+    nb = nbformat.read(path, as_version=4)
+    answers = [c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"]
+    assert answers and not any("raise NotImplementedError()" in c.source for c in answers)
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=_ids(SOURCE_NOTEBOOKS))
+def test_source_notebook_runs_and_passes_every_test(path):
+    nb = execute(nbformat.read(path, as_version=4), path.parent, grading=False)
+    for cell in nb.cells:
+        assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
+
+
+@pytest.mark.parametrize("path", RELEASE_NOTEBOOKS, ids=_ids(RELEASE_NOTEBOOKS))
+def test_release_notebook_fails_only_on_its_stubs(path):
+    nb = execute(nbformat.read(path, as_version=4), path.parent, allow_errors=True)
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        found = errors(cell)
+        if meta.get("grade") and cell.cell_type == "code":
+            assert len(found) == 1 and found[0].startswith("NotImplementedError"), (
+                meta["grade_id"], found)
+        else:
+            assert not found, (meta.get("grade_id"), found)
+
+
+# Common mistakes in assignment 01 and the test that must catch each, with its message.
+MISTAKES_01 = [
+    ("sigmoid", "return 1 / (1 + np.exp(-z))", None, "test_sigmoid", "FloatingPointError|overflow"),
+    ("sigmoid_prime", "return sigmoid(z)", None, "test_sigmoid_prime", r"sigmoid_prime\(0\) is wrong"),
+    ("forward", "z2 = X @ W1", "z2 = X @ W1 + 0.1", "test_forward", "z2 is wrong"),
+    ("cost", "return float(0.5 * np.sum((y - y_hat) ** 2))",
+     "return float(np.mean((y - y_hat) ** 2) / 2)", "test_cost", "it looks like the mean was taken"),
+    ("backward_output", "delta3 = -(y - y_hat) * sigmoid_prime(z3)", "delta3 = -(y - y_hat)",
+     "test_backward_output", r"delta3 is wrong; it looks like the factor f'\(z3\)"),
+    ("backward_output", "dJdW2 = a2.T @ delta3", "dJdW2 = (delta3.T @ a2)",
+     "test_backward_output", "dJdW2 looks transposed"),
+    ("backward_hidden", "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
+     "delta2 = (delta3 @ W2.T) * sigmoid(z2)", "test_backward_hidden", r"delta2 is wrong"),
+    ("backward_hidden", "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
+     "delta2 = -(delta3 @ W2.T) * sigmoid_prime(z2)", "test_backward_hidden", "delta2 has the wrong sign"),
+    ("numerical_gradient", "f_minus = f(W.copy())", "f_minus = f_plus - 2 * eps * 0",
+     "test_numerical_gradient", "numerical gradient"),
+    ("train", "W2 -= lr * dJdW2", "W2 += lr * dJdW2", "test_train", "2e-3|W2|history"),
+]
+
+
+def _mutated(nb, grade_id, old, new):
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
+    source = solution_text(cell.source)
+    if new is None:  # replace the whole body after the docstring
+        head, _, _ = source.partition('"""\n')
+        head = source[: source.index('"""', source.index('"""') + 3) + 3]
+        source = head + "\n    " + old + "\n"
+    else:
+        assert old in source, (grade_id, old)
+        source = source.replace(old, new)
+    cell.source = source
+    return nb
+
+
+@pytest.mark.parametrize("mistake", MISTAKES_01, ids=[f"{m[0]}-{i}" for i, m in
+                                                       enumerate(MISTAKES_01)])
+def test_assignment_01_catches_common_mistakes(mistake):
+    grade_id, old, new, test_id, message = mistake
+    path = COURSE / "source" / "01_backprop" / "backprop.ipynb"
+    nb = _mutated(nbformat.read(path, as_version=4), grade_id, old, new)
+    # run only up to the test cell that must fail
+    stop = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == test_id)
+    nb.cells = nb.cells[: stop + 1]
+    execute(nb, path.parent, allow_errors=True)
+    found = errors(nb.cells[stop])
+    assert found, f"{test_id} passed although {grade_id} has the mistake {new or old!r}"
+    assert re.search(message, found[0]), found[0]
+    print(f"{grade_id} with {new or old!r} -> {found[0]}")
