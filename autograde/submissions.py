@@ -84,9 +84,14 @@ def _collect_zip(archive: Path, work_root: Path, name: str, regexp: str) -> None
     shutil.copy2(archive, downloaded / archive.name)
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "zip_collect", name, "--force",
-         f"--FileNameCollector.named_regexp={regexp}"],
+         f"--FileNameCollectorPlugin.named_regexp={regexp}"],
         cwd=work_root, capture_output=True, text=True,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise CourseError(f"could not collect submissions from {archive.name}: {last}")
+    if not (work_root / "submitted").is_dir():
+        raise CourseError(
+            f"no notebook in {archive.name} matched the file-name pattern {regexp!r} "
+            "(set --regexp to match your LMS's names)"
+        )

@@ -1,0 +1,143 @@
+"""End to end through real nbgrader: release -> demo submissions -> autograde -> scores."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import COURSE, REPO
+
+from autograde.course import CourseError
+from autograde.demo import write_submissions
+from autograde.grade import grade
+
+NAME = "01_backprop"
+NOTEBOOK = "backprop.ipynb"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Demo submissions plus broken inputs, graded once for the module."""
+    tmp = tmp_path_factory.mktemp("grading")
+    subs = tmp / "subs"
+    write_submissions(COURSE, NAME, subs)
+    # the assignment-folder layout: <student>/<NAME>/<notebook>
+    (subs / "nested" / NAME).mkdir(parents=True)
+    shutil.copy2(subs / "reference" / NOTEBOOK, subs / "nested" / NAME / NOTEBOOK)
+    (subs / "notjson").mkdir()
+    (subs / "notjson" / NOTEBOOK).write_text("{ this is not a notebook")
+    (subs / "wrongname").mkdir()
+    shutil.copy2(subs / "reference" / NOTEBOOK, subs / "wrongname" / "my_backprop.ipynb")
+    before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
+    out = tmp / "out"
+    report = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
+    after = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
+    assert before == after, "grading must never modify the submissions"
+    return report, out, subs
+
+
+def _by_student(report):
+    return {s.student: s for s in report.students}
+
+
+def test_demo_scores(graded):
+    report, _, _ = graded
+    s = _by_student(report)
+    full = s["reference"].max_score
+    assert full == 15
+    assert s["reference"].score == full and s["nested"].score == full
+    assert s["blank"].score == 0
+    assert 0 < s["partial"].score < full
+    assert 0 < s["broken"].score < full
+
+
+def test_every_lost_point_has_a_reason(graded):
+    report, out, _ = graded
+    s = _by_student(report)
+    assert s["reference"].reasons == []
+    assert any("NotImplementedError: not answered yet" in r for r in s["blank"].reasons)
+    assert any("NameError" in r for r in s["broken"].reasons)
+    assert s["notjson"].score == 0 and s["notjson"].reasons
+    assert s["wrongname"].score == 0
+    assert any("backprop.ipynb not found" in r and "my_backprop.ipynb" in r
+               for r in s["wrongname"].reasons)
+    text = (out / f"report-{NAME}.txt").read_text()
+    assert "reference: 15 / 15" in text and "notjson: 0 / 15" in text
+
+
+def test_grades_csv_and_points_csv(graded):
+    report, out, _ = graded
+    with (out / "grades.csv").open() as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {s.student for s in report.students}
+    assert float(rows["reference"]["score"]) == 15.0
+    assert float(rows["blank"]["score"]) == 0.0
+    with (out / "points.csv").open() as fh:
+        points = [r for r in csv.DictReader(fh) if r["student_id"] == "partial"]
+    assert len(points) == len(report.tests) == 10
+    assert sum(float(r["points"]) for r in points) == _by_student(report)["partial"].score
+
+
+def test_feedback_names_tests_but_hides_hidden_code(graded):
+    _, out, _ = graded
+    html = (out / "feedback" / "broken" / NAME / "backprop.html").read_text()
+    assert "NameError" in html
+    for secret in ("BEGIN HIDDEN TESTS", "sit471.reference", "_ref.", "default_rng(10"):
+        assert secret not in html, secret
+
+
+def test_table_lists_every_student_and_test(graded):
+    report, _, _ = graded
+    table = report.table()
+    assert table.splitlines()[1].split()[:4] == ["student", "score", "max", "sigmoid"]
+    assert len(table.splitlines()) == 2 + len(report.students)
+
+
+def test_grading_again_is_idempotent(graded):
+    report, out, subs = graded
+    before = (out / "grades.csv").read_text()
+    again = grade(COURSE, NAME, subs, out, jobs=1, progress=False)
+    assert (out / "grades.csv").read_text() == before
+    assert [(s.student, s.score) for s in again.students] == [
+        (s.student, s.score) for s in report.students]
+
+
+def test_lms_zip_is_collected(tmp_path):
+    subs = tmp_path / "subs"
+    write_submissions(COURSE, NAME, subs)
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for student, variant in [("alice", "reference"), ("bob", "blank")]:
+            zf.write(subs / variant / NOTEBOOK,
+                     f"{NAME}_{student}_attempt_2026-11-20-10-00-00_backprop.ipynb")
+    report = grade(COURSE, NAME, archive, tmp_path / "out", jobs=2, progress=False)
+    scores = {s.student: s.score for s in report.students}
+    assert scores == {"alice": 15.0, "bob": 0.0}
+
+
+def test_zip_with_unmatched_names_says_so(tmp_path):
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("some_other_name.ipynb", "{}")
+    with pytest.raises(CourseError, match="matched the file-name pattern"):
+        grade(COURSE, NAME, archive, tmp_path / "out", jobs=1, progress=False)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def test_cli_exits_nonzero_with_a_reason_when_grading_cannot_run(tmp_path):
+    proc = _cli("grade", "99_nope", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no assignment '99_nope'" in proc.stderr
+    proc = _cli("grade", NAME, str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "submissions not found" in proc.stderr
+    (tmp_path / "file.txt").write_text("x")
+    proc = _cli("grade", NAME, str(tmp_path / "file.txt"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "folder or a .zip" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
