@@ -36,13 +36,16 @@ def test_lint_source_notebook(path):
         meta = nbgrader_meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
-            nxt = next((c for c in cells[k + 1:] if c.cell_type == "code"), None)
+            nxt = next((c for c in cells[k + 1 :] if c.cell_type == "code"), None)
             assert nxt is not None and nbgrader_meta(nxt).get("grade"), (
-                f"answer {meta['grade_id']} must be followed by a graded test cell")
+                f"answer {meta['grade_id']} must be followed by a graded test cell"
+            )
             assert nbgrader_meta(nxt).get("points", 0) > 0
             assert nbgrader_meta(nxt).get("locked")
         if meta.get("grade") and cell.cell_type == "code":
-            assert cell.source.lstrip().startswith('"""'), f"{meta['grade_id']}: start with a docstring"
+            assert cell.source.lstrip().startswith('"""'), (
+                f"{meta['grade_id']}: start with a docstring"
+            )
             hidden = cell.source.count("### BEGIN HIDDEN TESTS")
             assert hidden == 1 == cell.source.count("### END HIDDEN TESTS"), meta["grade_id"]
             visible = cell.source.split("### BEGIN HIDDEN TESTS")[0]
@@ -62,8 +65,12 @@ def test_committed_notebooks_have_no_outputs(path):
 @pytest.mark.parametrize("path", RELEASE_NOTEBOOKS, ids=_ids(RELEASE_NOTEBOOKS))
 def test_release_holds_no_answers_or_hidden_tests(path):
     text = path.read_text()
-    for forbidden in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "sit471.reference",
-                      "sit471 import reference"):
+    for forbidden in (
+        "### BEGIN SOLUTION",
+        "### BEGIN HIDDEN TESTS",
+        "sit471.reference",
+        "sit471 import reference",
+    ):
         assert forbidden not in text, f"{forbidden!r} in {path.name}"
     nb = nbformat.read(path, as_version=4)
     stubs = [c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"]
@@ -94,7 +101,9 @@ def test_release_notebook_fails_only_on_its_stubs(path):
         found = errors(cell)
         if meta.get("grade") and cell.cell_type == "code":
             assert len(found) == 1 and found[0].startswith("NotImplementedError"), (
-                meta["grade_id"], found)
+                meta["grade_id"],
+                found,
+            )
         else:
             assert not found, (meta.get("grade_id"), found)
 
@@ -102,20 +111,56 @@ def test_release_notebook_fails_only_on_its_stubs(path):
 # Common mistakes in assignment 01 and the test that must catch each, with its message.
 MISTAKES_01 = [
     ("sigmoid", "return 1 / (1 + np.exp(-z))", None, "test_sigmoid", "FloatingPointError|overflow"),
-    ("sigmoid_prime", "return sigmoid(z)", None, "test_sigmoid_prime", r"sigmoid_prime\(0\) is wrong"),
+    (
+        "sigmoid_prime",
+        "return sigmoid(z)",
+        None,
+        "test_sigmoid_prime",
+        r"sigmoid_prime\(0\) is wrong",
+    ),
     ("forward", "z2 = X @ W1", "z2 = X @ W1 + 0.1", "test_forward", "z2 is wrong"),
-    ("cost", "return float(0.5 * np.sum((y - y_hat) ** 2))",
-     "return float(np.mean((y - y_hat) ** 2) / 2)", "test_cost", "it looks like the mean was taken"),
-    ("backward_output", "delta3 = -(y - y_hat) * sigmoid_prime(z3)", "delta3 = -(y - y_hat)",
-     "test_backward_output", r"delta3 is wrong; it looks like the factor f'\(z3\)"),
-    ("backward_output", "dJdW2 = a2.T @ delta3", "dJdW2 = (delta3.T @ a2)",
-     "test_backward_output", "dJdW2 looks transposed"),
-    ("backward_hidden", "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
-     "delta2 = (delta3 @ W2.T) * sigmoid(z2)", "test_backward_hidden", r"delta2 is wrong"),
-    ("backward_hidden", "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
-     "delta2 = -(delta3 @ W2.T) * sigmoid_prime(z2)", "test_backward_hidden", "delta2 has the wrong sign"),
-    ("numerical_gradient", "f_minus = f(W.copy())", "f_minus = f_plus - 2 * eps * 0",
-     "test_numerical_gradient", "numerical gradient"),
+    (
+        "cost",
+        "return float(0.5 * np.sum((y - y_hat) ** 2))",
+        "return float(np.mean((y - y_hat) ** 2) / 2)",
+        "test_cost",
+        "it looks like the mean was taken",
+    ),
+    (
+        "backward_output",
+        "delta3 = -(y - y_hat) * sigmoid_prime(z3)",
+        "delta3 = -(y - y_hat)",
+        "test_backward_output",
+        r"delta3 is wrong; it looks like the factor f'\(z3\)",
+    ),
+    (
+        "backward_output",
+        "dJdW2 = a2.T @ delta3",
+        "dJdW2 = (delta3.T @ a2)",
+        "test_backward_output",
+        "dJdW2 looks transposed",
+    ),
+    (
+        "backward_hidden",
+        "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
+        "delta2 = (delta3 @ W2.T) * sigmoid(z2)",
+        "test_backward_hidden",
+        r"delta2 is wrong",
+    ),
+    (
+        "backward_hidden",
+        "delta2 = (delta3 @ W2.T) * sigmoid_prime(z2)",
+        "delta2 = -(delta3 @ W2.T) * sigmoid_prime(z2)",
+        "test_backward_hidden",
+        "delta2 has the wrong sign",
+    ),
+    (
+        "numerical_gradient",
+        "f_minus = f(W.copy())",
+        "f_minus = f_plus - 2 * eps * 0",
+        "test_numerical_gradient",
+        "numerical gradient",
+    ),
     ("train", "W2 -= lr * dJdW2", "W2 += lr * dJdW2", "test_train", "2e-3|W2|history"),
 ]
 
@@ -125,8 +170,7 @@ def _mutated(nb, grade_id, old, new):
     cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
     source = solution_text(cell.source)
     if new is None:  # replace the whole body after the docstring
-        head, _, _ = source.partition('"""\n')
-        head = source[: source.index('"""', source.index('"""') + 3) + 3]
+        head = source[: source.index('"""', source.index('"""') + 3) + 3]  # def + docstring
         source = head + "\n    " + old + "\n"
     else:
         assert old in source, (grade_id, old)
@@ -135,8 +179,9 @@ def _mutated(nb, grade_id, old, new):
     return nb
 
 
-@pytest.mark.parametrize("mistake", MISTAKES_01, ids=[f"{m[0]}-{i}" for i, m in
-                                                       enumerate(MISTAKES_01)])
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_01, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_01)]
+)
 def test_assignment_01_catches_common_mistakes(mistake):
     grade_id, old, new, test_id, message = mistake
     path = COURSE / "source" / "01_backprop" / "backprop.ipynb"

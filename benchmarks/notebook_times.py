@@ -1,0 +1,87 @@
+"""Execution time of every assignment notebook, the way autograding runs it.
+
+For each assignment, the `reference` demo submission (solutions filled in) is
+1. executed top to bottom in a fresh kernel with NBGRADER_EXECUTION=autograde (nbclient), and
+2. graded by `sit471 grade` with one job (nbgrader's autograde and feedback included),
+so the table shows the notebook's own time and what grading adds. Budget: 45 s per
+notebook (hard cap), 20 s goal, on 2 cores.
+
+    python benchmarks/notebook_times.py [--out benchmarks/results/notebook_times.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from autograde.course import assignments, find_course_root
+from autograde.demo import write_submissions
+from autograde.grade import grade
+
+BUDGET_S = 45.0
+
+
+def time_execution(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        return time.perf_counter() - start
+    finally:
+        del os.environ["NBGRADER_EXECUTION"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "notebook_times.md")
+    args = parser.parse_args()
+    course = find_course_root()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in assignments(course):
+            subs = Path(tmp) / name
+            write_submissions(course, name, subs)
+            for nb_path in sorted((subs / "reference").glob("*.ipynb")):
+                executed = time_execution(nb_path)
+                one = Path(tmp) / f"{name}-one"
+                (one / "reference").mkdir(parents=True)
+                (one / "reference" / nb_path.name).write_bytes(nb_path.read_bytes())
+                start = time.perf_counter()
+                report = grade(course, name, one, Path(tmp) / f"{name}-out", jobs=1,
+                               progress=False)
+                graded = time.perf_counter() - start
+                score = report.students[0]
+                rows.append((f"{name}/{nb_path.name}", executed, graded,
+                             f"{score.score:g}/{score.max_score:g}"))
+    lines = [
+        "# Notebook execution times",
+        "",
+        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}. Measured {time.strftime('%Y-%m-%d')} by "
+        "`benchmarks/notebook_times.py`.",
+        "",
+        "| notebook | executed (s) | graded by `sit471 grade --jobs 1` (s) | grading overhead | "
+        f"score | within {BUDGET_S:.0f} s |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for nb, executed, graded, score in rows:
+        lines.append(f"| {nb} | {executed:.1f} | {graded:.1f} | {graded / executed:.1f}× | "
+                     f"{score} | {'yes' if executed <= BUDGET_S else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
