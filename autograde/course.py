@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -85,12 +86,19 @@ def run_step(root: Path, step: str, assignment: str, student: str | None = None)
 
 
 def failure_reason(result: dict) -> str:
-    """The most telling line of a failed step's log: its last error, without boilerplate."""
-    for line in reversed((result.get("log", "") + "\n" + result.get("error", "")).splitlines()):
-        line = line.strip()
-        if line and "Please see the" not in line and "There was an error" not in line:
+    """The most telling line of a failed step's log: the innermost exception, short."""
+    log = result.get("log", "") + "\n" + result.get("error", "")
+    for line in reversed(log.splitlines()):
+        match = _EXCEPTION_LINE.match(line)
+        if match and "Please see the" not in line:
+            return f"{match['name']}: {match['message']}"[:300]
+    for line in reversed(log.splitlines()):
+        if line.startswith("[ERROR]") and "Please see the" not in line:
             return line.removeprefix("[ERROR] ")[:300]
     return "nbgrader failed without a message"
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[\w]+\.)*(?P<name>\w*(?:Error|Exception)): (?P<message>.+)$")
 
 
 def make_work_root(course_root: Path, work_root: Path, assignment: str) -> Path:

@@ -4,7 +4,7 @@ The four demo submissions are built from each assignment's release notebooks:
 
 * ``reference``: every answer cell filled with the source's solution (full marks expected);
 * ``blank``: the release untouched (0 expected);
-* ``partial``: every other answer cell filled (a score in between);
+* ``partial``: the first half of the answer cells filled (a score in between);
 * ``broken``: the reference with a syntax error in one answer cell and a run-time error in
   another (graded like any other submission: the grader must not stop).
 """
@@ -48,8 +48,9 @@ def build_submission(
     nb = copy.deepcopy(release_nb)
     answers = _answers(source_nb)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    half = (len(answer_cells) + 1) // 2
     for k, cell in enumerate(answer_cells):
-        if variant == "reference" or variant == "broken" or (variant == "partial" and k % 2 == 0):
+        if variant in ("reference", "broken") or (variant == "partial" and k < half):
             cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
     code = [c for c in answer_cells if c.cell_type == "code"]
     if variant == "broken" and len(code) >= 2:

@@ -161,18 +161,24 @@ def grade(
         for sid in students:
             gb.update_or_create_student(sid)
 
+    # A submission without any of the assignment's notebooks scores 0 with the note from
+    # collect(); nbgrader is not asked to grade it.
+    expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
+    gradable = [s for s in students
+                if any((work / "submitted" / s / name / nb).is_file() for nb in expected)]
     failures: dict[str, str] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(students)), mp_context=context) as pool:
-        futures = [pool.submit(_grade_student, str(work), name, sid) for sid in students]
-        for done, future in enumerate(as_completed(futures), start=1):
-            sid, error = future.result()
-            if error:
-                failures[sid] = error
-            if progress:
-                print(f"[{name}] {done}/{len(students)} graded ({sid}"
-                      f"{': ' + error if error else ''}); failures so far: {len(failures)}",
-                      file=sys.stderr, flush=True)
+    if gradable:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(gradable)), mp_context=context) as pool:
+            futures = [pool.submit(_grade_student, str(work), name, sid) for sid in gradable]
+            for done, future in enumerate(as_completed(futures), start=1):
+                sid, error = future.result()
+                if error:
+                    failures[sid] = error
+                if progress:
+                    print(f"[{name}] {done}/{len(gradable)} graded ({sid}"
+                          f"{': ' + error if error else ''}); failures so far: {len(failures)}",
+                          file=sys.stderr, flush=True)
 
     report = _collect_results(work, name, students, db_url)
     for result in report.students:

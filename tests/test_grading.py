@@ -30,6 +30,8 @@ def graded(tmp_path_factory):
     shutil.copy2(subs / "reference" / NOTEBOOK, subs / "nested" / NAME / NOTEBOOK)
     (subs / "notjson").mkdir()
     (subs / "notjson" / NOTEBOOK).write_text("{ this is not a notebook")
+    (subs / "empty").mkdir()
+    (subs / "empty" / "notes.txt").write_text("I ran out of time")
     (subs / "wrongname").mkdir()
     shutil.copy2(subs / "reference" / NOTEBOOK, subs / "wrongname" / "my_backprop.ipynb")
     before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
@@ -62,9 +64,16 @@ def test_every_lost_point_has_a_reason(graded):
     assert any("NotImplementedError: not answered yet" in r for r in s["blank"].reasons)
     assert any("NameError" in r for r in s["broken"].reasons)
     assert s["notjson"].score == 0 and s["notjson"].reasons
-    assert s["wrongname"].score == 0
-    assert any("backprop.ipynb not found" in r and "my_backprop.ipynb" in r
-               for r in s["wrongname"].reasons)
+    assert s["notjson"].reasons == [
+        "grading failed: NotJSONError: Notebook does not appear to be JSON: "
+        "'{ this is not a notebook'"
+    ]
+    assert s["wrongname"].score == 15
+    assert s["wrongname"].reasons == [
+        "notebook my_backprop.ipynb graded as backprop.ipynb (renamed)"
+    ]
+    assert s["empty"].score == 0
+    assert s["empty"].reasons == ["notebook backprop.ipynb not found in the submission"]
     text = (out / f"report-{NAME}.txt").read_text()
     assert "reference: 15 / 15" in text and "notjson: 0 / 15" in text
 
@@ -103,7 +112,8 @@ def test_grading_again_is_idempotent(graded):
     again = grade(COURSE, NAME, subs, out, jobs=1, progress=False)
     assert (out / "grades.csv").read_text() == before
     assert [(s.student, s.score) for s in again.students] == [
-        (s.student, s.score) for s in report.students]
+        (s.student, s.score) for s in report.students
+    ]
 
 
 def test_lms_zip_is_collected(tmp_path):
@@ -112,8 +122,10 @@ def test_lms_zip_is_collected(tmp_path):
     archive = tmp_path / "download.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for student, variant in [("alice", "reference"), ("bob", "blank")]:
-            zf.write(subs / variant / NOTEBOOK,
-                     f"{NAME}_{student}_attempt_2026-11-20-10-00-00_backprop.ipynb")
+            zf.write(
+                subs / variant / NOTEBOOK,
+                f"{NAME}_{student}_attempt_2026-11-20-10-00-00_backprop.ipynb",
+            )
     report = grade(COURSE, NAME, archive, tmp_path / "out", jobs=2, progress=False)
     scores = {s.student: s.score for s in report.students}
     assert scores == {"alice": 15.0, "bob": 0.0}
@@ -128,8 +140,9 @@ def test_zip_with_unmatched_names_says_so(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], cwd=REPO,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "autograde.cli", *args], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def test_cli_exits_nonzero_with_a_reason_when_grading_cannot_run(tmp_path):
