@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=None, help="parallel graders (default: cores)")
     g.add_argument("--out", type=Path, default=Path("grading-out"), help="output folder")
     g.add_argument("--regexp", default=DEFAULT_ZIP_REGEXP,
-                   help="for a zip: regular expression with student_id and file_id groups")
+                   help="for a zip: regular expression with student_id and file_id groups, "
+                   "matched against each file path ({name} stands for the assignment)")
 
     d = sub.add_parser("demo", help="release, grade four demo students per assignment, print")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")

@@ -72,6 +72,9 @@ def run_step(root: Path, step: str, assignment: str, student: str | None = None)
     """Run one nbgrader step in this process; returns nbgrader's {success, log, error} dict."""
     config = load_config(root)
     coursedir = CourseDirectory(config=config)
+    if coursedir.db_url.startswith("sqlite:") and "?" not in coursedir.db_url:
+        # parallel graders share the file: wait for a lock instead of failing after 5 s
+        coursedir.db_url += "?timeout=60"
     coursedir.assignment_id = assignment
     if student is not None:
         coursedir.student_id = student

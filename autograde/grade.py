@@ -5,7 +5,7 @@ Layout of the output folder (kept between runs, so grading again is idempotent):
     OUT/nbgrader/     grading copy of the course: config, source, gradebook.db, submitted/, ...
     OUT/grades.csv    nbgrader's CSV export of the gradebook
     OUT/points.csv    points per student and graded test
-    OUT/report.txt    per student: score, and the reason for every lost point
+    OUT/report-NAME.txt  per student: score, and the reason for every lost point
     OUT/feedback/<student>/<NAME>/<notebook>.html
 """
 
@@ -157,9 +157,20 @@ def grade(
     if not students:
         raise CourseError(f"no submissions found in {submissions}")
     db_url = CourseDirectory(config=load_config(work)).db_url
+    # Grading a student again starts from nothing: a new submission replaces the old one's
+    # grades, autograded copy and feedback (nbgrader would keep old grades on a failure).
     with Gradebook(db_url, "sit471") as gb:
         for sid in students:
             gb.update_or_create_student(sid)
+            try:
+                gb.remove_submission(name, sid)
+            except MissingEntry:
+                pass
+    for sid in students:
+        for stale in (work / "autograded" / sid / name, work / "feedback" / sid / name,
+                      out / "feedback" / sid / name):
+            if stale.exists():
+                shutil.rmtree(stale)
 
     # A submission without any of the assignment's notebooks scores 0 with the note from
     # collect(); nbgrader is not asked to grade it.
@@ -172,7 +183,11 @@ def grade(
         with ProcessPoolExecutor(max_workers=min(jobs, len(gradable)), mp_context=context) as pool:
             futures = [pool.submit(_grade_student, str(work), name, sid) for sid in gradable]
             for done, future in enumerate(as_completed(futures), start=1):
-                sid, error = future.result()
+                try:
+                    sid, error = future.result()
+                except Exception as exc:  # a worker died: charge it to that student only
+                    sid = gradable[futures.index(future)]
+                    error = f"the grading process failed: {type(exc).__name__}: {exc}"
                 if error:
                     failures[sid] = error
                 if progress:

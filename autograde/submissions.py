@@ -20,13 +20,20 @@ from pathlib import Path
 
 from autograde.course import CourseError
 
-#: nbgrader's documented example for LMS downloads named like
-#: ``01_backprop_jdoe_attempt_2026-03-01-10-00-00_backprop.ipynb``.
+#: For LMS downloads named like ``01_backprop_j_doe_attempt_2026-03-01-10-00-00_backprop.ipynb``
+#: (nbgrader's documented layout); ``{name}`` is replaced by the assignment's name. The
+#: student id is everything between the assignment name and ``_attempt_``.
 DEFAULT_ZIP_REGEXP = (
-    r".*_(?P<student_id>\w+)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file_id>\w+)"
+    r".*/{name}_(?P<student_id>[^/]+?)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file_id>[^/]+)$"
 )
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
-_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".*")
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    """Hidden files, checkpoints and symbolic links are not copied (a link could point at
+    another student's work)."""
+    return {n for n in names if n.startswith(".") or n == "__pycache__"
+            or Path(folder, n).is_symlink()}
 
 
 def collect(
@@ -62,7 +69,7 @@ def collect(
         if copy:
             if dest.exists():
                 shutil.rmtree(dest)
-            shutil.copytree(base, dest, ignore=_IGNORE)
+            shutil.copytree(base, dest, ignore=_ignore)
         students.append(sid)
         notes[sid] = _match_notebooks(dest, expected)
     return students, {sid: lines for sid, lines in notes.items() if lines}
@@ -94,7 +101,7 @@ def _collect_zip(archive: Path, work_root: Path, name: str, regexp: str) -> None
     shutil.copy2(archive, downloaded / archive.name)
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "zip_collect", name, "--force",
-         f"--FileNameCollectorPlugin.named_regexp={regexp}"],
+         "--FileNameCollectorPlugin.named_regexp=" + regexp.replace("{name}", re.escape(name))],
         cwd=work_root, capture_output=True, text=True,
     )
     if proc.returncode != 0:

@@ -29,7 +29,10 @@ def execute(
     else:
         env.pop("NBGRADER_EXECUTION", None)
     client = NotebookClient(
-        nb, timeout=60, kernel_name="python3", allow_errors=allow_errors,
+        nb,
+        timeout=60,
+        kernel_name="python3",
+        allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
     )
     old = dict(os.environ)
@@ -44,8 +47,11 @@ def execute(
 
 
 def errors(cell: nbformat.NotebookNode) -> list[str]:
-    return [f"{o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
-            if o.get("output_type") == "error"]
+    return [
+        f"{o['ename']}: {o['evalue']}"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -55,18 +55,19 @@ def test_sigmoid_and_derivative_match_torch_without_overflow():
     zt = torch.tensor(z, requires_grad=True)
     torch.sigmoid(zt).sum().backward()
     with np.errstate(over="raise", invalid="raise"):
-        np.testing.assert_allclose(bp.sigmoid(z), torch.sigmoid(zt).detach().numpy(), rtol=1e-14,
-                                   atol=1e-300)
+        np.testing.assert_allclose(
+            bp.sigmoid(z), torch.sigmoid(zt).detach().numpy(), rtol=1e-14, atol=1e-300
+        )
         np.testing.assert_allclose(bp.sigmoid_prime(z), zt.grad.numpy(), rtol=1e-12, atol=1e-300)
 
 
 def test_numerical_gradient_is_centred_and_leaves_input_alone():
     W = np.array([[0.5, -1.0], [2.0, 0.1]])
     before = W.copy()
-    g = bp.numerical_gradient(lambda V: float(np.sum(V ** 3)), W, eps=1e-3)
+    g = bp.numerical_gradient(lambda V: float(np.sum(V**3)), W, eps=1e-3)
     np.testing.assert_array_equal(W, before)
     # centred differences of a cubic have error exactly eps^2 per entry; one-sided would be ~3 W eps
-    np.testing.assert_allclose(g, 3 * W ** 2 + 1e-6, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(g, 3 * W**2 + 1e-6, rtol=0, atol=1e-9)
 
 
 def test_relative_error_flags_a_wrong_gradient():

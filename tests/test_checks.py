@@ -46,8 +46,12 @@ def test_transposed_square_matrix_is_named():
 
 def test_named_mistake_is_reported():
     with pytest.raises(AssertionError, match="it looks like the factor f'.z3. is missing"):
-        check_array(EXPECTED * 3 + 1, EXPECTED, "delta3",
-                    mistakes={"the factor f'(z3) is missing": EXPECTED * 3 + 1})
+        check_array(
+            EXPECTED * 3 + 1,
+            EXPECTED,
+            "delta3",
+            mistakes={"the factor f'(z3) is missing": EXPECTED * 3 + 1},
+        )
 
 
 def test_scalar_check_rejects_arrays():

@@ -116,19 +116,52 @@ def test_grading_again_is_idempotent(graded):
     ]
 
 
+def test_a_new_submission_replaces_the_old_grades(tmp_path):
+    subs = tmp_path / "subs"
+    write_submissions(COURSE, NAME, subs)
+    keep = {"alice": "reference", "bob": "reference"}
+    for student, variant in keep.items():
+        (subs / student).mkdir()
+        shutil.copy2(subs / variant / NOTEBOOK, subs / student / NOTEBOOK)
+    for variant in ("reference", "blank", "partial", "broken"):
+        shutil.rmtree(subs / variant)
+    out = tmp_path / "out"
+    first = {
+        s.student: s.score for s in grade(COURSE, NAME, subs, out, jobs=2, progress=False).students
+    }
+    assert first == {"alice": 15.0, "bob": 15.0}
+    (subs / "alice" / NOTEBOOK).write_text("not json")
+    (subs / "bob" / NOTEBOOK).unlink()
+    second = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
+    assert {s.student: s.score for s in second.students} == {"alice": 0.0, "bob": 0.0}
+    with (out / "grades.csv").open() as fh:
+        assert {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)} == {
+            "alice": 0.0,
+            "bob": 0.0,
+        }
+    assert not (out / "feedback" / "bob").exists() or not any(
+        (out / "feedback" / "bob").rglob("*.html")
+    )
+
+
 def test_lms_zip_is_collected(tmp_path):
     subs = tmp_path / "subs"
     write_submissions(COURSE, NAME, subs)
     archive = tmp_path / "download.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for student, variant in [("alice", "reference"), ("bob", "blank")]:
+        for student, variant in [
+            ("alice", "reference"),
+            ("bob", "blank"),
+            ("a_doe", "reference"),
+            ("b_doe", "blank"),
+        ]:
             zf.write(
                 subs / variant / NOTEBOOK,
                 f"{NAME}_{student}_attempt_2026-11-20-10-00-00_backprop.ipynb",
             )
     report = grade(COURSE, NAME, archive, tmp_path / "out", jobs=2, progress=False)
     scores = {s.student: s.score for s in report.students}
-    assert scores == {"alice": 15.0, "bob": 0.0}
+    assert scores == {"alice": 15.0, "bob": 0.0, "a_doe": 15.0, "b_doe": 0.0}
 
 
 def test_zip_with_unmatched_names_says_so(tmp_path):

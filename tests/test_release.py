@@ -13,8 +13,9 @@ from autograde.release import release
 
 
 def _sit471(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], cwd=cwd,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "autograde.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_committed_release_and_solutions_are_up_to_date():
