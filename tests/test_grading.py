@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,17 @@ def graded(tmp_path_factory):
     shutil.copy2(subs / "reference" / NOTEBOOK, subs / "nested" / NAME / NOTEBOOK)
     (subs / "notjson").mkdir()
     (subs / "notjson" / NOTEBOOK).write_text("{ this is not a notebook")
+    # passes the visible sigmoid tests, fails the hidden ones (3-D input)
+    nb = json.loads((subs / "reference" / NOTEBOOK).read_text())
+    cell = next(
+        c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "sigmoid"
+    )
+    cell["source"] = (
+        "".join(cell["source"])
+        + "\n_right = sigmoid\nsigmoid = lambda z: _right(z) * (np.ndim(z) < 3)\n"
+    )
+    (subs / "hiddenfail").mkdir()
+    (subs / "hiddenfail" / NOTEBOOK).write_text(json.dumps(nb))
     (subs / "empty").mkdir()
     (subs / "empty" / "notes.txt").write_text("I ran out of time")
     (subs / "wrongname").mkdir()
@@ -92,7 +104,14 @@ def test_grades_csv_and_points_csv(graded):
 
 
 def test_feedback_names_tests_but_hides_hidden_code(graded):
-    _, out, _ = graded
+    report, out, _ = graded
+    hidden = _by_student(report)["hiddenfail"]
+    assert hidden.points["test_sigmoid"] == 0 and hidden.score == 14
+    assert any("random input of shape (2, 5, 3)" in r for r in hidden.reasons), hidden.reasons
+    html = (out / "feedback" / "hiddenfail" / NAME / "backprop.html").read_text()
+    assert "random input of shape (2, 5, 3)" in html
+    for secret in ("BEGIN HIDDEN TESTS", "sit471.reference", "_ref.", "default_rng(10"):
+        assert secret not in html, secret
     html = (out / "feedback" / "broken" / NAME / "backprop.html").read_text()
     assert "NameError" in html
     for secret in ("BEGIN HIDDEN TESTS", "sit471.reference", "_ref.", "default_rng(10"):
