@@ -21,3 +21,33 @@ def sleep_study(scaled: bool = True) -> tuple[np.ndarray, np.ndarray]:
         X = X / X.max(axis=0)
         y = y / 100.0
     return X, y
+
+
+def digits(
+    seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15
+) -> dict[str, np.ndarray]:
+    """Real handwritten digits shipped with scikit-learn (1,797 images, 8x8, classes 0-9).
+
+    Returns a seeded, stratified train / validation / test split:
+    ``x_train (N, 1, 8, 8)`` float64 in [0, 1], ``y_train (N,)`` int64, and likewise
+    ``x_val, y_val, x_test, y_test``. The same seed always gives the same split.
+    """
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    raw = load_digits()
+    x = (raw.images / 16.0)[:, None, :, :]
+    y = raw.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label in range(10):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_val = round(len(idx) * val_fraction)
+        n_test = round(len(idx) * test_fraction)
+        parts["val"].append(idx[:n_val])
+        parts["test"].append(idx[n_val:n_val + n_test])
+        parts["train"].append(idx[n_val + n_test:])
+    out: dict[str, np.ndarray] = {}
+    for name, chunks in parts.items():
+        idx = rng.permutation(np.concatenate(chunks))
+        out[f"x_{name}"], out[f"y_{name}"] = x[idx], y[idx]
+    return out

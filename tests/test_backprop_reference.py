@@ -101,3 +101,4 @@ def test_sleep_study_data_is_scaled_by_column_maxima():
     np.testing.assert_allclose(y, [[0.75], [0.82], [0.93]])
     Xr, yr = sleep_study(scaled=False)
     assert Xr[2, 0] == 10 and yr[0, 0] == 75
+
