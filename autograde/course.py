@@ -63,7 +63,10 @@ def check_assignment(root: Path, name: str) -> None:
 
 def load_config(root: Path) -> Config:
     """The course's nbgrader configuration, with the root set to ``root``."""
-    config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    try:
+        config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    except Exception as exc:  # any error in the instructor's config file
+        raise CourseError(f"cannot load {root / CONFIG_FILE}: {type(exc).__name__}: {exc}") from exc
     config.CourseDirectory.root = str(root)
     return config
 

@@ -6,6 +6,7 @@ Layout of the output folder (kept between runs, so grading again is idempotent):
     OUT/grades.csv    nbgrader's CSV export of the gradebook
     OUT/points.csv    points per student and graded test
     OUT/report-NAME.txt  per student: score, and the reason for every lost point
+    OUT/integrity-NAME.txt  per student: patterns and repaired cells for a TA to review
     OUT/feedback/<student>/<NAME>/<notebook>.html
 """
 
@@ -37,6 +38,8 @@ from autograde.course import (
     make_work_root,
     run_step,
 )
+from autograde.integrity import scan
+from autograde.sanitize import repair
 from autograde.submissions import DEFAULT_ZIP_REGEXP, collect
 
 
@@ -47,6 +50,7 @@ class StudentResult:
     max_score: float = 0.0
     points: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # integrity report: for a TA to review
 
 
 @dataclass
@@ -54,6 +58,12 @@ class GradeReport:
     assignment: str
     tests: list[tuple[str, float]]  # (grade id, points) in notebook order
     students: list[StudentResult]
+    manual: list[str] = field(default_factory=list)  # grade ids a person grades (formgrader)
+
+    @property
+    def auto_max(self) -> float:
+        """Points the autograder can award (everything but the manually graded answers)."""
+        return sum(p for t, p in self.tests if t not in self.manual)
 
     def table(self) -> str:
         """The gradebook as aligned text: student, score, max, then points per test."""
@@ -66,6 +76,9 @@ class GradeReport:
         widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
         lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
                            enumerate(zip(r, widths, strict=True))) for r in [heads, *rows]]
+        if self.manual:
+            lines.append(f"(graded by hand in nbgrader's formgrader: {', '.join(self.manual)}; "
+                         f"autograded maximum {_num(self.auto_max)})")
         return "\n".join([f"== {self.assignment} ==", *lines])
 
 
@@ -111,29 +124,41 @@ def _output_to(path: Path) -> Iterator[None]:
                 os.close(copy)
 
 
-def _grade_tests(notebook: Path) -> list[tuple[str, float]]:
+def _grade_cells(notebook: Path) -> list[tuple[str, float, bool]]:
+    """(grade id, points, autograded?) for every graded cell, in notebook order.
+
+    A graded code cell that is not an answer is an autograder test; a graded answer cell
+    (markdown or code with ``solution``) is graded by a person.
+    """
     cells = json.loads(notebook.read_text())["cells"]
-    return [
-        (m["grade_id"], float(m.get("points", 0)))
-        for m in (c.get("metadata", {}).get("nbgrader", {}) for c in cells)
-        if m.get("grade")
-    ]
+    out = []
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade"):
+            auto = cell["cell_type"] == "code" and not meta.get("solution")
+            out.append((meta["grade_id"], float(meta.get("points", 0)), auto))
+    return out
 
 
 def _failure_reasons(notebook: Path) -> list[str]:
-    """'test_x: ErrorName: message' for each graded cell that raised, from the autograded copy."""
+    """From the autograded copy: 'test_x: ErrorName: message' for each graded cell that
+    raised, and 'cell x: ...' for errors, tripped limits and cut output in other cells."""
     reasons = []
-    for cell in json.loads(notebook.read_text())["cells"]:
+    for k, cell in enumerate(json.loads(notebook.read_text())["cells"]):
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if not meta.get("grade") or cell["cell_type"] != "code":
+        if cell["cell_type"] != "code":
             continue
+        graded = meta.get("grade") and not meta.get("solution")
+        label = meta["grade_id"] if graded else f"cell {meta.get('grade_id', f'#{k + 1}')}"
         for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and "[output cut:" in str(out.get("text")):
+                reasons.append(f"{label}: output cut (more than the allowed size)")
             if out.get("output_type") == "error":
                 ename, evalue = out.get("ename", "Error"), (out.get("evalue") or "").strip()
                 if ename == "NotImplementedError" and not evalue:
                     evalue = "not answered yet"
                 message = f"{ename}: {evalue}".splitlines()[0][:200]
-                reasons.append(f"{meta['grade_id']}: {message}")
+                reasons.append(f"{label}: {message}")
     return reasons
 
 
@@ -156,6 +181,15 @@ def grade(
     students, notes = collect(submissions, work, name, regexp)
     if not students:
         raise CourseError(f"no submissions found in {submissions}")
+    flags: dict[str, list[str]] = {}
+    for sid in students:
+        for released in sorted((work / "release" / name).glob("*.ipynb")):
+            submitted = work / "submitted" / sid / name / released.name
+            if submitted.is_file():
+                flags.setdefault(sid, []).extend(scan(submitted))
+                repairs = repair(submitted, released)
+                notes.setdefault(sid, []).extend(repairs)
+                flags[sid].extend(repairs)
     db_url = CourseDirectory(config=load_config(work)).db_url
     # Grading a student again starts from nothing: a new submission replaces the old one's
     # grades, autograded copy and feedback (nbgrader would keep old grades on a failure).
@@ -197,6 +231,7 @@ def grade(
 
     report = _collect_results(work, name, students, db_url)
     for result in report.students:
+        result.flags = flags.get(result.student, [])
         result.reasons = notes.get(result.student, []) + (
             [f"grading failed: {failures[result.student]}"] if result.student in failures else []
         ) + result.reasons
@@ -206,7 +241,9 @@ def grade(
 
 def _collect_results(work: Path, name: str, students: list[str], db_url: str) -> GradeReport:
     source = sorted((work / "source" / name).glob("*.ipynb"))
-    tests = [t for nb in source for t in _grade_tests(nb)]
+    cells = [c for nb in source for c in _grade_cells(nb)]
+    tests = [(grade_id, points) for grade_id, points, _ in cells]
+    manual = [grade_id for grade_id, _, auto in cells if not auto]
     results = []
     with Gradebook(db_url, "sit471") as gb:
         for sid in students:
@@ -224,7 +261,7 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
                 if autograded.is_file():
                     result.reasons += _failure_reasons(autograded)
             results.append(result)
-    return GradeReport(name, tests, results)
+    return GradeReport(name, tests, results, manual)
 
 
 def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url: str) -> None:
@@ -256,6 +293,13 @@ def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url
         lines.append(f"{s.student}: {_num(s.score)} / {_num(s.max_score)}")
         lines += [f"    {r}" for r in s.reasons]
     (out / f"report-{name}.txt").write_text("\n".join(lines) + "\n")
+
+    flagged = [s for s in report.students if s.flags]
+    lines = [f"{name}: {len(flagged)} of {len(report.students)} submissions to review"]
+    for s in flagged:
+        lines.append(f"{s.student}:")
+        lines += [f"    {f}" for f in s.flags]
+    (out / f"integrity-{name}.txt").write_text("\n".join(lines) + "\n")
 
     for s in report.students:
         src = work / "feedback" / s.student / name

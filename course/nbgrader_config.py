@@ -5,15 +5,21 @@ file) uses these settings, so a plain `nbgrader generate_solution` gives the sam
 as `sit471 release`.
 """
 
+from autograde.execute import LimitedExecute
 from autograde.feedback import ShortTracebacks
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
     ClearHiddenTests,
     ClearMarkScheme,
     ClearOutput,
     GetGrades,
+    IgnorePattern,
     IncludeHeaderFooter,
+    LimitOutput,
     LockCells,
+    SaveAutoGrades,
 )
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
@@ -40,6 +46,18 @@ c.GenerateFeedback.preprocessors = [
     CSSHTMLHeaderPreprocessor,
 ]
 
-# Per-cell limit while autograding. Every graded cell of the course runs in well under
-# a second on a 2-core laptop; exploration cells are skipped when NBGRADER_EXECUTION is set.
-c.Execute.timeout = 30
+# Limits per submission while autograding (autograde/execute.py). Every graded cell of the
+# course runs in well under a second on a 2-core laptop, and exploration cells are skipped
+# when NBGRADER_EXECUTION is set, so these only stop broken or hostile submissions.
+c.Autograde.autograde_preprocessors = [
+    LimitedExecute,  # nbgrader's Execute plus the limits below
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.Execute.timeout = 30  # seconds per cell
+c.LimitedExecute.notebook_timeout = 120  # seconds for the whole notebook
+c.LimitedExecute.max_output_bytes = 1_000_000  # output kept per cell
+c.LimitedKernelManager.memory_limit_mb = 2048  # the student's kernel

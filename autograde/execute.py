@@ -1,0 +1,118 @@
+"""Executing a submission under limits: memory, time per cell, time per notebook, output size.
+
+nbgrader's ``Execute`` stops a cell after ``Execute.timeout`` seconds and nothing else. The
+``LimitedExecute`` preprocessor (set in ``course/nbgrader_config.py``) adds:
+
+* a memory limit for the student's kernel (``LimitedKernelManager.memory_limit_mb``): an
+  allocation beyond it raises ``MemoryError`` in that cell, the grader is not affected;
+* a wall-clock limit for the whole notebook (``LimitedExecute.notebook_timeout``): once it
+  is used up, the remaining cells are not run and each says why;
+* a cap on the output one cell may produce (``LimitedExecute.max_output_bytes``), so a
+  student printing gigabytes cannot exhaust the grader's memory;
+* a kernel that dies (os._exit, a segfault) costs the cell that killed it: a fresh kernel
+  runs the remaining cells, so the tests before it keep their points.
+
+A tripped limit becomes an error output in that cell, which costs the points of the test
+that needed it, and grading goes on with the next cell.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import Execute
+from traitlets import Integer
+
+
+class LimitedKernelManager(AsyncKernelManager):
+    """Starts the kernel through ``autograde.kernel``, which applies the memory limit."""
+
+    memory_limit_mb = Integer(2048, help="address-space limit of the kernel (0: none)").tag(
+        config=True
+    )
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.memory_limit_mb <= 0:
+            return cmd
+        return [sys.executable, "-m", "autograde.kernel", str(self.memory_limit_mb), "--", *cmd]
+
+
+def _error(ename: str, evalue: str) -> NotebookNode:
+    return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class LimitedExecute(Execute):
+    """nbgrader's Execute with a notebook time limit and an output cap (see module doc)."""
+
+    notebook_timeout = Integer(300, help="seconds for the whole notebook").tag(config=True)
+    max_output_bytes = Integer(1_000_000, help="output bytes kept per cell").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", LimitedKernelManager)
+        super().__init__(*args, **kwargs)
+        self.error_on_timeout = {
+            "ename": "CellTimeoutError",
+            "evalue": f"the cell ran longer than its time limit ({self.timeout} s per cell, "
+            f"{self.notebook_timeout} s per notebook) and was interrupted",
+            "traceback": ["CellTimeoutError: the cell ran longer than its time limit"],
+        }
+        self._deadline = float("inf")
+        self._output_bytes = 0
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._deadline = time.monotonic() + self.notebook_timeout
+        return super().preprocess(nb, resources=resources, km=km)
+
+    def _get_timeout(self, cell):
+        per_cell = super()._get_timeout(cell)
+        remaining = max(1, int(self._deadline - time.monotonic()))
+        return remaining if per_cell is None else min(per_cell, remaining)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None,
+                                 store_history=True):
+        if cell.cell_type == "code" and time.monotonic() >= self._deadline:
+            cell.outputs = [_error(
+                "NotebookTimeoutError",
+                f"not run: the notebook used up its {self.notebook_timeout} s time limit",
+            )]
+            return cell
+        self._output_bytes = 0
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count,
+                                                    store_history)
+        except DeadKernelError:
+            cell.outputs.append(_error(
+                "DeadKernelError",
+                "the kernel died while running this cell (a crash, os._exit or no memory "
+                "left); the cells after it run in a fresh kernel",
+            ))
+            await self._async_cleanup_kernel()
+            self.km = self.create_kernel_manager()
+            await self.async_start_new_kernel()
+            await self.async_start_new_kernel_client()
+            return cell
+
+    # nbclient binds the synchronous wrapper to its own coroutine: rebind it to ours
+    execute_cell = run_sync(async_execute_cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] in ("stream", "display_data", "execute_result", "update_display_data"):
+            already_over = self._output_bytes > self.max_output_bytes
+            self._output_bytes += len(json.dumps(msg.get("content", {})))
+            if self._output_bytes > self.max_output_bytes:
+                if not already_over:
+                    outs.append(new_output(
+                        "stream", name="stderr",
+                        text=f"[output cut: this cell printed more than "
+                        f"{self.max_output_bytes:,} bytes]\n",
+                    ))
+                return None
+        return super().output(outs, msg, display_id, cell_index)
