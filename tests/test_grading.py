@@ -10,11 +10,14 @@ import sys
 import zipfile
 
 import pytest
-from conftest import ASSIGNMENTS, COURSE, REPO
+from conftest import COURSE, REPO
 
 from autograde.course import CourseError
 from autograde.demo import write_submissions
 from autograde.grade import grade
+
+# The module-scoped batch is graded once: keep its tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("grading_01")
 
 NAME = "01_backprop"
 NOTEBOOK = "backprop.ipynb"
@@ -67,19 +70,6 @@ def test_demo_scores(graded):
     assert s["blank"].score == 0
     assert 0 < s["partial"].score < full
     assert 0 < s["broken"].score < full
-
-
-@pytest.mark.parametrize("name", ASSIGNMENTS)
-def test_demo_scores_of_every_assignment(name, tmp_path):
-    """The demo's promise for each assignment: reference all autograded points, blank 0."""
-    write_submissions(COURSE, name, tmp_path / "subs")
-    report = grade(COURSE, name, tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
-    s = _by_student(report)
-    assert report.auto_max > 0
-    assert s["reference"].score == report.auto_max, s["reference"].reasons
-    assert s["blank"].score == 0
-    assert 0 < s["partial"].score < report.auto_max
-    assert s["broken"].score < report.auto_max and s["broken"].reasons
 
 
 def test_every_lost_point_has_a_reason(graded):
