@@ -93,6 +93,9 @@ def _grade_student(work_root: str, name: str, student: str) -> tuple[str, str | 
     the grading copy, so the terminal shows only progress.
     """
     root = Path(work_root)
+    # One math thread per kernel: parallel graders share the cores instead of fighting over them.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     (root / "logs").mkdir(exist_ok=True)
     with _output_to(root / "logs" / f"{student}.log"):
         warnings.simplefilter("ignore", SAWarning)
