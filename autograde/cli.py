@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from autograde.course import CourseError, assignments, find_course_root
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder of <student>/<notebook>.ipynb, or an LMS .zip")
     g.add_argument("--jobs", type=int, default=None, help="parallel graders (default: cores)")
     g.add_argument("--out", type=Path, default=Path("grading-out"), help="output folder")
+    g.add_argument("--due", type=_due_date, default=None, metavar="DATETIME",
+                   help="due date, e.g. '2026-03-01 23:59' (UTC); later submissions lose points "
+                   "as course/nbgrader_config.py says")
     g.add_argument("--regexp", default=DEFAULT_ZIP_REGEXP,
                    help="for a zip: regular expression with student_id and file_id groups, "
                    "matched against each file path ({name} stands for the assignment)")
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             from autograde.grade import grade
 
             report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
-                           regexp=args.regexp)
+                           regexp=args.regexp, due=args.due)
             print(report.table())
             print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")
@@ -68,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sit471 {args.command}: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _due_date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date and time: {text!r}") from None
 
 
 def _release(root: Path, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ Layout of the output folder (kept between runs, so grading again is idempotent):
     OUT/points.csv    points per student and graded test
     OUT/report-NAME.txt  per student: score, and the reason for every lost point
     OUT/integrity-NAME.txt  per student: patterns and repaired cells for a TA to review
+    OUT/summary-NAME.txt    per test: mean points and the most common failure messages
     OUT/feedback/<student>/<NAME>/<notebook>.html
 """
 
@@ -16,13 +17,16 @@ import csv
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -80,6 +84,23 @@ class GradeReport:
             lines.append(f"(graded by hand in nbgrader's formgrader: {', '.join(self.manual)}; "
                          f"autograded maximum {_num(self.auto_max)})")
         return "\n".join([f"== {self.assignment} ==", *lines])
+
+    def summary(self, top: int = 3) -> str:
+        """For instructors: mean points per test and its most common failure messages."""
+        lines = [f"{self.assignment}: {len(self.students)} submissions"]
+        for test, points in self.tests:
+            scores = [s.points.get(test, 0.0) for s in self.students]
+            mean = sum(scores) / len(scores) if scores else 0.0
+            lines.append(f"{test}: mean {mean:.2f} / {_num(points)}")
+            messages = Counter(
+                _NUMBER.sub("#", r.removeprefix(f"{test}: "))
+                for s in self.students for r in s.reasons if r.startswith(f"{test}: ")
+            )
+            lines += [f"    {n} x {m}" for m, n in messages.most_common(top)]
+        return "\n".join(lines) + "\n"
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?(e-?\d+)?")
 
 
 def _num(x: float) -> str:
@@ -173,6 +194,7 @@ def grade(
     jobs: int | None = None,
     regexp: str = DEFAULT_ZIP_REGEXP,
     progress: bool = True,
+    due: datetime | None = None,
 ) -> GradeReport:
     """Grade every submission of ``name`` found in ``submissions``; results go to ``out``."""
     check_assignment(course_root, name)
@@ -197,6 +219,8 @@ def grade(
     # Grading a student again starts from nothing: a new submission replaces the old one's
     # grades, autograded copy and feedback (nbgrader would keep old grades on a failure).
     with Gradebook(db_url, "sit471") as gb:
+        if due is not None:
+            gb.update_or_create_assignment(name, duedate=due)
         for sid in students:
             gb.update_or_create_student(sid)
             try:
@@ -256,7 +280,11 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
             except MissingEntry:
                 results.append(result)
                 continue
-            result.score = float(submission.score)
+            penalty = float(submission.late_submission_penalty or 0)
+            result.score = float(submission.score) - penalty
+            if penalty or submission.total_seconds_late > 0:
+                hours = submission.total_seconds_late / 3600
+                result.reasons.append(f"late by {hours:.1f} h: {_num(penalty)} points deducted")
             for notebook in submission.notebooks:
                 for g in notebook.grades:
                     result.points[g.name] = float(g.score)
@@ -265,6 +293,13 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
                     result.reasons += _failure_reasons(autograded)
             results.append(result)
     return GradeReport(name, tests, results, manual)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file, so a killed run never leaves half a report."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url: str) -> None:
@@ -295,14 +330,16 @@ def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url
     for s in report.students:
         lines.append(f"{s.student}: {_num(s.score)} / {_num(s.max_score)}")
         lines += [f"    {r}" for r in s.reasons]
-    (out / f"report-{name}.txt").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / f"report-{name}.txt", "\n".join(lines) + "\n")
+
+    _write_atomic(out / f"summary-{name}.txt", report.summary())
 
     flagged = [s for s in report.students if s.flags]
     lines = [f"{name}: {len(flagged)} of {len(report.students)} submissions to review"]
     for s in flagged:
         lines.append(f"{s.student}:")
         lines += [f"    {f}" for f in s.flags]
-    (out / f"integrity-{name}.txt").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / f"integrity-{name}.txt", "\n".join(lines) + "\n")
 
     for s in report.students:
         src = work / "feedback" / s.student / name

@@ -7,6 +7,7 @@ as `sit471 release`.
 
 from autograde.execute import LimitedExecute
 from autograde.feedback import ShortTracebacks
+from autograde.late import PercentPerDay
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
@@ -61,3 +62,8 @@ c.Execute.timeout = 30  # seconds per cell
 c.LimitedExecute.notebook_timeout = 120  # seconds for the whole notebook
 c.LimitedExecute.max_output_bytes = 1_000_000  # output kept per cell
 c.LimitedKernelManager.memory_limit_mb = 2048  # the student's kernel
+
+# Late submissions (the due date comes from `sit471 grade --due`): 10 % of the score per
+# started day late.
+c.AssignLatePenalties.plugin_class = PercentPerDay
+c.PercentPerDay.percent_per_day = 10.0
