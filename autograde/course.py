@@ -28,6 +28,11 @@ STEPS = {
 }
 
 
+#: Never part of an assignment: editor and Python caches, and the TensorBoard runs a
+#: notebook writes when an instructor executes it in place.
+SOURCE_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "runs", ".*")
+
+
 class CourseError(Exception):
     """Grading or releasing cannot run at all (the message is shown to the user as is)."""
 
@@ -118,6 +123,5 @@ def make_work_root(course_root: Path, work_root: Path, assignment: str) -> Path:
     dest = work_root / "source" / assignment
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(course_root / "source" / assignment, dest,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(course_root / "source" / assignment, dest, ignore=SOURCE_IGNORE)
     return work_root

@@ -26,13 +26,15 @@ def show_images(
     title: str | None = None,
     ncols: int | None = None,
     symmetric: bool = False,
+    shared: bool = True,
     scale: float = 1.3,
 ) -> Figure:
-    """Draw images (M, h, w) side by side, all on one colour scale.
+    """Draw images (M, h, w) side by side, ``ncols`` to a row (default: all in one row).
 
-    ``symmetric`` centres the scale on 0 (red positive, blue negative), which suits weights;
-    otherwise gray from the smallest to the largest value, which suits inputs and activations.
-    One scale for all panels keeps their brightness comparable.
+    ``symmetric`` centres the colour scale on 0 (red positive, blue negative), which suits
+    weights; otherwise gray from the smallest to the largest value, which suits inputs and
+    activations. With ``shared`` (the default) all panels use one scale, so that their
+    brightness can be compared; otherwise each panel is scaled on its own.
     """
     images = np.asarray(images, dtype=float)
     if images.ndim != 3:
@@ -40,24 +42,27 @@ def show_images(
     m = len(images)
     ncols = min(m, ncols or m)
     nrows = -(-m // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4),
-                             squeeze=False)
-    if symmetric:
-        top = float(np.abs(images).max()) or 1.0
-        style = {"cmap": "RdBu_r", "vmin": -top, "vmax": top}
-    else:
-        low, high = float(images.min()), float(images.max())
-        style = {"cmap": "gray", "vmin": low, "vmax": high if high > low else low + 1}
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4), squeeze=False
+    )
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k < m:
-            ax.imshow(images[k], **style)
+            ax.imshow(images[k], **_style(images if shared else images[k], symmetric))
             if titles is not None:
                 ax.set_title(titles[k], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _style(values: np.ndarray, symmetric: bool) -> dict:
+    if symmetric:
+        top = float(np.abs(values).max()) or 1.0
+        return {"cmap": "RdBu_r", "vmin": -top, "vmax": top}
+    low, high = float(values.min()), float(values.max())
+    return {"cmap": "gray", "vmin": low, "vmax": high if high > low else low + 1}
 
 
 def _grid(ax: plt.Axes, rows: int, cols: int) -> None:
@@ -84,8 +89,13 @@ def show_sliding_window(
     """
     full = side + 2 * pad
     out = (full - k) // stride + 1
-    fig, axes = plt.subplots(2, len(positions), figsize=(2.6 * len(positions), 5.2),
-                             squeeze=False, height_ratios=(full, max(out, 1)))
+    fig, axes = plt.subplots(
+        2,
+        len(positions),
+        figsize=(2.6 * len(positions), 5.2),
+        squeeze=False,
+        height_ratios=(full, max(out, 1)),
+    )
     for col, (r, c) in enumerate(positions):
         top, bottom = axes[0, col], axes[1, col]
         _grid(top, full, full)
@@ -93,14 +103,16 @@ def show_sliding_window(
             for j in range(full):
                 if not (pad <= i < pad + side and pad <= j < pad + side):
                     top.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.85"))
-        top.add_patch(Rectangle((c * stride - 0.5, r * stride - 0.5), k, k, fill=False,
-                                ec="tab:red", lw=2.5))
+        top.add_patch(
+            Rectangle((c * stride - 0.5, r * stride - 0.5), k, k, fill=False, ec="tab:red", lw=2.5)
+        )
         top.set_title(f"window for output ({r}, {c})", fontsize=9)
         _grid(bottom, out, out)
         bottom.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="tab:red", alpha=0.7))
         bottom.set_title(f"output {out}x{out}", fontsize=9)
-    fig.suptitle(f"input {side}x{side}, padding {pad} (gray), kernel {k}x{k}, stride {stride}",
-                 fontsize=10)
+    fig.suptitle(
+        f"input {side}x{side}, padding {pad} (gray), kernel {k}x{k}, stride {stride}", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -127,12 +139,24 @@ def show_receptive_fields(layers: Sequence[tuple[str, int, int]], side: int) -> 
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     _grid(ax, side, side)
     colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(table)))
-    for (name, size, _), colour in zip(table[::-1], colours[::-1], strict=True):
+    outlines = []
+    for (name, size, _), colour in zip(table[::-1], colours[::-1], strict=True):  # largest first
         ax.add_patch(Rectangle((-0.5, -0.5), size, size, color=colour, alpha=0.35))
-        ax.add_patch(Rectangle((-0.5, -0.5), size, size, fill=False, ec=colour, lw=2,
-                               label=f"{name}: {size}x{size}"))
+        outlines.append(
+            ax.add_patch(
+                Rectangle(
+                    (-0.5, -0.5),
+                    size,
+                    size,
+                    fill=False,
+                    ec=colour,
+                    lw=2,
+                    label=f"{name}: {size}x{size}",
+                )
+            )
+        )
     ax.add_patch(Rectangle((-0.5, -0.5), 1, 1, color="black"))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles=outlines[::-1], loc="lower right", fontsize=8)  # in layer order
     ax.set_title("what one unit sees of the input, layer by layer", fontsize=10)
     fig.tight_layout()
     return fig
@@ -159,7 +183,8 @@ def show_training(history: dict[str, Sequence[float]]) -> Figure:
             ax2.plot(np.arange(1, len(acc) + 1), acc, marker="o", label=label)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy (%)")
-    ax2.legend()
+    if ax2.lines:
+        ax2.legend()
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 
 import nbformat
 import pytest
@@ -86,15 +87,24 @@ def test_solutions_hold_answers_but_no_hidden_tests(path):
     assert answers and not any("raise NotImplementedError()" in c.source for c in answers)
 
 
+def _copy_folder(path, tmp_path):
+    """Run notebooks in a copy of their folder: whatever they write stays out of the repo."""
+    dest = tmp_path / path.parent.name
+    shutil.copytree(path.parent, dest)
+    return dest / path.name
+
+
 @pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=_ids(SOURCE_NOTEBOOKS))
-def test_source_notebook_runs_and_passes_every_test(path):
+def test_source_notebook_runs_and_passes_every_test(path, tmp_path):
+    path = _copy_folder(path, tmp_path)
     nb = execute(nbformat.read(path, as_version=4), path.parent, grading=False)
     for cell in nb.cells:
         assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
 
 
 @pytest.mark.parametrize("path", RELEASE_NOTEBOOKS, ids=_ids(RELEASE_NOTEBOOKS))
-def test_release_notebook_fails_only_on_its_stubs(path):
+def test_release_notebook_fails_only_on_its_stubs(path, tmp_path):
+    path = _copy_folder(path, tmp_path)
     nb = execute(nbformat.read(path, as_version=4), path.parent, allow_errors=True)
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
@@ -188,14 +198,14 @@ def _mutated(nb, grade_id, old, new):
 @pytest.mark.parametrize(
     "mistake", MISTAKES_01, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_01)]
 )
-def test_assignment_01_catches_common_mistakes(mistake):
+def test_assignment_01_catches_common_mistakes(mistake, tmp_path):
     grade_id, old, new, test_id, message = mistake
     path = COURSE / "source" / "01_backprop" / "backprop.ipynb"
     nb = _mutated(nbformat.read(path, as_version=4), grade_id, old, new)
     # run only up to the test cell that must fail
     stop = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == test_id)
     nb.cells = nb.cells[: stop + 1]
-    execute(nb, path.parent, allow_errors=True)
+    execute(nb, _copy_folder(path, tmp_path).parent, allow_errors=True)
     found = errors(nb.cells[stop])
     assert found, f"{test_id} passed although {grade_id} has the mistake {new or old!r}"
     assert re.search(message, found[0]), found[0]
