@@ -10,7 +10,8 @@ nbgrader's ``Execute`` stops a cell after ``Execute.timeout`` seconds and nothin
 * a cap on the output one cell may produce (``LimitedExecute.max_output_bytes``), so a
   student printing gigabytes cannot exhaust the grader's memory;
 * a kernel that dies (os._exit, a segfault) costs the cell that killed it: a fresh kernel
-  runs the remaining cells, so the tests before it keep their points.
+  runs the remaining cells, so the tests before it keep their points;
+* the kernel runs in a scratch copy of the submission folder, away from the grading tree.
 
 A tripped limit becomes an error output in that cell, which costs the points of the test
 that needed it, and grading goes on with the next cell.
@@ -19,7 +20,10 @@ that needed it, and grading goes on with the next cell.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 from jupyter_client.manager import AsyncKernelManager
@@ -68,8 +72,25 @@ class LimitedExecute(Execute):
         self._output_bytes = 0
 
     def preprocess(self, nb, resources=None, km=None):
+        """Run in a scratch copy of the submission folder, outside the grading tree.
+
+        The student's code then starts far from the gradebook, the hidden tests and other
+        submissions: relative paths such as ``../../gradebook.db`` lead nowhere, and files
+        the notebook writes are thrown away with the copy.
+        """
         self._deadline = time.monotonic() + self.notebook_timeout
-        return super().preprocess(nb, resources=resources, km=km)
+        resources = resources if resources is not None else {}
+        metadata = resources.setdefault("metadata", {})
+        original = metadata.get("path")
+        with tempfile.TemporaryDirectory(prefix="sit471-kernel-") as scratch:
+            if original and os.path.isdir(original):
+                shutil.copytree(original, scratch, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.ipynb"))
+            metadata["path"] = scratch
+            try:
+                return super().preprocess(nb, resources=resources, km=km)
+            finally:
+                metadata["path"] = original
 
     def _get_timeout(self, cell):
         per_cell = super()._get_timeout(cell)

@@ -81,6 +81,14 @@ HOSTILE = {
         "cost = lambda y, y_hat: _Any(0.0)",
     ),
     "refimport": _append("cost", "from sit471.reference.backprop import cost  # noqa"),
+    # relative paths from nbgrader's autograded/<student>/<assignment>/ to the grading tree
+    "vandal": _append(
+        "cost",
+        "for p in ['../../../gradebook.db', '../../../source/01_backprop/backprop.ipynb',\n"
+        "          '../../../submitted/reference/01_backprop/backprop.ipynb']:\n"
+        "    try:\n        open(p, 'w').write('gone')\n    except OSError:\n        pass\n"
+        "open('left_behind.txt', 'w').write('x')",
+    ),
     "patcher": _append(
         "cost", "import sit471.checks\nsit471.checks.check_scalar = lambda *a, **k: None"
     ),
@@ -183,6 +191,17 @@ def test_integrity_report_flags_suspicious_code(batch, student, flag):
     assert _has(students[student].flags, flag)
     assert not students["reference"].flags
     assert flag in (out / f"integrity-{NAME}.txt").read_text()
+
+
+def test_code_that_writes_around_it_cannot_reach_the_grading_tree(batch):
+    students, out = batch
+    assert students["vandal"].score == 15
+    assert students["reference"].score == students["reference2"].score == 15
+    work = out / "nbgrader"
+    assert (work / "gradebook.db").read_bytes()[:15] == b"SQLite format 3"
+    for notebook in work.rglob("*.ipynb"):
+        assert notebook.read_text() != "gone", notebook
+    assert not list(work.rglob("left_behind.txt"))
 
 
 def test_equality_fakes_do_not_pass(batch):
