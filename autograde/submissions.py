@@ -30,9 +30,9 @@ _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
-    """Hidden files, checkpoints and symbolic links are not copied (a link could point at
-    another student's work)."""
-    return {n for n in names if n.startswith(".") or n == "__pycache__"
+    """Hidden files, caches, TensorBoard runs and symbolic links are not copied (a link
+    could point at another student's work)."""
+    return {n for n in names if n.startswith(".") or n in ("__pycache__", "runs")
             or Path(folder, n).is_symlink()}
 
 
