@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 import pytest
+from filelock import FileLock
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,3 +60,20 @@ def errors(cell: nbformat.NotebookNode) -> list[str]:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def shared(tmp_path_factory, name: str, compute: Callable[[Path], object]) -> object:
+    """Compute an expensive result once per test session, even across xdist workers.
+
+    ``compute(folder)`` runs in the first worker that asks; the others wait for it and
+    read its pickled result. (A session-scoped fixture alone would run once per worker.)
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = root / f"{name}.pickle"
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():
+            return pickle.loads(target.read_bytes())
+        result = compute(root / name)
+        target.write_bytes(pickle.dumps(result))
+        return result

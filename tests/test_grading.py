@@ -10,23 +10,23 @@ import sys
 import zipfile
 
 import pytest
-from conftest import COURSE, REPO
+from conftest import COURSE, REPO, shared
 
 from autograde.course import CourseError
 from autograde.demo import write_submissions
 from autograde.grade import grade
 
-# The module-scoped batch is graded once: keep its tests on one xdist worker.
-pytestmark = pytest.mark.xdist_group("grading_01")
-
 NAME = "01_backprop"
 NOTEBOOK = "backprop.ipynb"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(tmp_path_factory):
-    """Demo submissions plus broken inputs, graded once for the module."""
-    tmp = tmp_path_factory.mktemp("grading")
+    """Demo submissions plus broken inputs, graded once for the session."""
+    return shared(tmp_path_factory, "grading_01", _grade_batch)
+
+
+def _grade_batch(tmp):
     subs = tmp / "subs"
     write_submissions(COURSE, NAME, subs)
     # the assignment-folder layout: <student>/<NAME>/<notebook>

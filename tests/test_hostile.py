@@ -7,13 +7,10 @@ import json
 import shutil
 
 import pytest
-from conftest import COURSE
+from conftest import COURSE, shared
 
 from autograde.demo import write_submissions
 from autograde.grade import grade
-
-# The module-scoped batch is graded once: keep its tests on one xdist worker.
-pytestmark = pytest.mark.xdist_group("hostile")
 
 NAME = "01_backprop"
 NOTEBOOK = "backprop.ipynb"
@@ -52,6 +49,14 @@ def _edit(nb):
     _cell(nb, "test_train")["source"] = "pass"
 
 
+def _reorder(nb):
+    """Move the cost exercise and its test to the end of the notebook."""
+    for gid in ("cost", "test_cost"):
+        cell = _cell(nb, gid)
+        nb["cells"].remove(cell)
+        nb["cells"].append(cell)
+
+
 def _slow(nb):
     for gid in (
         "sigmoid",
@@ -74,6 +79,7 @@ HOSTILE = {
     "deleted": _delete,
     "duplicated": _duplicate,
     "edited": _edit,
+    "reordered": _reorder,
     "slow": _slow,
     "fakeeq": _append(
         "cost",
@@ -95,9 +101,12 @@ HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def batch(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
+    return shared(tmp_path_factory, "hostile", _grade_batch)
+
+
+def _grade_batch(tmp):
     course = tmp / "course"
     shutil.copytree(COURSE / "source", course / "source")
     config = (COURSE / "nbgrader_config.py").read_text() + LIMITS
@@ -110,8 +119,10 @@ def batch(tmp_path_factory):
         change(nb)
         (subs / student).mkdir()
         (subs / student / NOTEBOOK).write_text(json.dumps(nb))
-    (subs / "reference2").mkdir()
+    (subs / "reference2" / "data" / "nested").mkdir(parents=True)  # extra and nested files
     shutil.copy2(subs / "reference" / NOTEBOOK, subs / "reference2" / NOTEBOOK)
+    (subs / "reference2" / "data" / "nested" / "notes.txt").write_text("my notes")
+    (subs / "reference2" / "scratch.py").write_text("print('hi')")
     for variant in ("blank", "partial", "broken"):
         shutil.rmtree(subs / variant)
     out = tmp / "out"
@@ -202,6 +213,14 @@ def test_code_that_writes_around_it_cannot_reach_the_grading_tree(batch):
     for notebook in work.rglob("*.ipynb"):
         assert notebook.read_text() != "gone", notebook
     assert not list(work.rglob("left_behind.txt"))
+
+
+def test_reordered_cells_are_graded_where_they_stand(batch):
+    s = batch[0]["reordered"]
+    # the tests between the old and new place of `cost` that need it fail; cost's own passes
+    assert s.points["test_cost"] == 1
+    assert s.points["test_sigmoid"] == 1 and s.points["test_forward"] == 2
+    assert s.points["test_train"] == 0 and _has(s.reasons, "NameError: name 'cost'")
 
 
 def test_equality_fakes_do_not_pass(batch):
