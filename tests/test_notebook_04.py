@@ -1,0 +1,301 @@
+"""Assignment 04 (transfer learning): common mistakes are caught with a message that names them;
+the helpers of sit471.transfer work; the notebook quotes the cached experiment it ships with.
+
+Each mistake is put into one answer of the source notebook (in a kernel that has run the
+notebook, figure and exploration cells left out), and the test cell that must catch it has to
+fail with a message that names the mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+from conftest import COURSE, errors, nbgrader_meta
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from autograde.demo import solution_text
+
+matplotlib.use("Agg")
+
+FOLDER = COURSE / "source" / "04_transfer"
+NOTEBOOK = FOLDER / "transfer.ipynb"
+SKIPPED = {"filters_fig", "maps_fig", "rgb_check", "experiment"}  # draw or explore only
+LAST_TEST = "test_adapt_in_channels"
+
+# (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
+MISTAKES_04 = [
+    (
+        "freeze",
+        "for p in module.parameters():\n        p.requires_grad_(False)",
+        "for name, p in module.named_parameters():\n"
+        "        if name.endswith('weight'):\n            p.requires_grad_(False)",
+        "test_freeze",
+        r"still trainable.*must cover biases",
+    ),
+    (
+        "freeze",
+        "for p in module.parameters():\n        p.requires_grad_(False)",
+        "for m in module.modules():\n        if isinstance(m, (nn.Conv2d, nn.Linear)):\n"
+        "            for p in m.parameters():\n                p.requires_grad_(False)",
+        "test_freeze",
+        r"BatchNorm layer's parameters",
+    ),
+    (
+        "count_trainable",
+        "for p in module.parameters() if p.requires_grad)",
+        "for p in module.parameters())",
+        "test_count_trainable",
+        "count only the parameters with requires_grad",
+    ),
+    (
+        "count_trainable",
+        "sum(p.numel() for p",
+        "sum(1 for p",
+        "test_count_trainable",
+        "number of parameter tensors",
+    ),
+    (
+        "replace_head",
+        "parent_name, _, child = name.rpartition(\".\")\n"
+        "    parent = model.get_submodule(parent_name)\n"
+        "    old = getattr(parent, child)\n"
+        "    setattr(parent, child, new_module)",
+        "old = model.get_submodule(name)\n    setattr(model, name, new_module)",
+        "test_replace_head",
+        r"setattr\(model, 'classifier.head', new\) adds an attribute",
+    ),
+    (
+        "replace_head",
+        "if name not in names:",
+        "if False:",
+        "test_replace_head",
+        "raised AttributeError.*raise a ValueError that names the missing submodule",
+    ),
+    (
+        "finetune_param_groups",
+        '"lr": bias_mult * base_lr}',
+        '"lr": weight_mult * base_lr}',
+        "test_finetune_param_groups",
+        r"classifier.head.bias has lr 0.1, expected 0.2: new biases get bias_mult \(20x\)",
+    ),
+    (
+        "finetune_param_groups",
+        "if p.requires_grad and id(p) not in new_ids]",
+        "if p.requires_grad]",
+        "test_finetune_param_groups",
+        "appears in two groups .* leave the new module's parameters out of the pretrained",
+    ),
+    (
+        "finetune_param_groups",
+        "if p.requires_grad and id(p) not in new_ids]",
+        "if id(p) not in new_ids]",
+        "test_finetune_param_groups",
+        "with net.features frozen: frozen parameters must be left out",
+    ),
+    (
+        "finetune_param_groups",
+        "if not any(module is m for m in inside):",
+        "if False:",
+        "test_finetune_param_groups",
+        "not part of the model should raise ValueError",
+    ),
+    (
+        "approach1",
+        "model = freeze(copy.deepcopy(pretrained))",
+        "model = freeze(pretrained)",
+        "test_approach1",
+        r"changed the network it was given: work on copy.deepcopy\(pretrained\)",
+    ),
+    (
+        "approach1",
+        "model = freeze(copy.deepcopy(pretrained))",
+        "model = copy.deepcopy(pretrained)",
+        "test_approach1",
+        "only the new head should be trainable.*Freeze everything first",
+    ),
+    (
+        "approach1",
+        "torch.optim.SGD(groups, lr=base_lr, momentum=0.9)",
+        "torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=base_lr, "
+        "momentum=0.9)",
+        "test_approach1",
+        r"expected 10x and 20x base_lr .* build the optimizer from finetune_param_groups",
+    ),
+    (
+        "approach2",
+        "torch.optim.SGD(groups, lr=base_lr, momentum=0.9)",
+        "torch.optim.SGD(model.parameters(), lr=base_lr, momentum=0.9)",
+        "test_approach2",
+        r"one learning rate \(0.005\) for every parameter: the groups never reached it",
+    ),
+    (
+        "approach2",
+        "model = unfreeze(copy.deepcopy(pretrained))",
+        "model = copy.deepcopy(pretrained)",
+        "test_approach2",
+        r"every parameter should be trainable \(unfreeze the copy\)",
+    ),
+    (
+        "approach2",
+        "model = unfreeze(copy.deepcopy(pretrained))",
+        "model = unfreeze(pretrained)",
+        "test_approach2",
+        "approach2 changed the network it was given",
+    ),
+    (
+        "adapt_in_channels",
+        "new_w = torch.cat([w, extra], dim=1) * (C / in_channels)",
+        "new_w = torch.cat([w, extra], dim=1)",
+        "test_adapt_in_channels",
+        "kept but not rescaled: multiply all slices by C / in_channels",
+    ),
+    (
+        "adapt_in_channels",
+        "new.bias.copy_(conv.bias)",
+        "pass",
+        "test_adapt_in_channels",
+        "copy the bias unchanged",
+    ),
+    (
+        "adapt_in_channels",
+        "extra = w.mean(dim=1, keepdim=True).repeat(1, in_channels - C, 1, 1)",
+        "extra = torch.zeros_like(w[:, :1]).repeat(1, in_channels - C, 1, 1)",
+        "test_adapt_in_channels",
+        "should hold the mean of the pretrained slices",
+    ),
+    (
+        "adapt_in_channels",
+        " + w[:, in_channels:].sum(dim=1, keepdim=True) / in_channels",
+        "",
+        "test_adapt_in_channels",
+        "adapting to 1 channel should give the sum of the pretrained slices",
+    ),
+]
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    return nbgrader_meta(cell).get("grade_id", "")
+
+
+class Kernel:
+    """One kernel that has run the source notebook up to its last graded test.
+
+    A mistake is tried by redefining the answer's function with the mistake in it, running the
+    test cell that must catch it, and then redefining the function from the correct answer.
+    """
+
+    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode]):
+        self.client, self.cells = client, cells
+
+    def run(self, source: str) -> list[str]:
+        cell = new_code_cell(source)
+        self.client.execute_cell(cell, 0)
+        return errors(cell)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cells = {_grade_id(c): c for c in nb.cells}
+    last = [_grade_id(c) for c in nb.cells].index(LAST_TEST)
+    nb.cells = [c for c in nb.cells[: last + 1]
+                if c.cell_type == "code" and _grade_id(c) not in SKIPPED]
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(FOLDER)}})
+    old = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"  # read by the kernel when it starts
+    try:
+        with client.setup_kernel():
+            if old is None:
+                del os.environ["NBGRADER_EXECUTION"]
+            else:
+                os.environ["NBGRADER_EXECUTION"] = old
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+                assert not errors(cell), (_grade_id(cell), errors(cell))
+            yield Kernel(client, cells)
+    finally:
+        if old is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = old
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_04, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_04)]
+)
+def test_assignment_04_catches_common_mistakes(kernel, mistake):
+    grade_id, old, new, test_id, message = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    assert answer.count(old) == 1, (grade_id, old)
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        found = kernel.run(kernel.cells[test_id].source)
+    finally:
+        assert not kernel.run(answer)  # the correct answer again, for the next mistake
+    assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
+    assert re.search(message, found[0], re.S), found[0]
+    print(f"{grade_id} with {new!r} -> {found[0]}")
+
+
+def test_every_test_passes_again_after_the_mistakes(kernel):
+    for test_id in sorted({m[3] for m in MISTAKES_04}):
+        assert not kernel.run(kernel.cells[test_id].source), test_id
+
+
+def test_mistake_table_covers_every_exercise():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
+    assert answers == {m[0] for m in MISTAKES_04}
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
+    from sit471.transfer import METHODS, SHIFTS, SIZES, format_table
+
+    results = json.loads((FOLDER / "sweep.json").read_text())
+    runs = results["runs"]
+    seeds = results["settings"]["seeds"]
+    assert seeds >= 3
+    assert len(runs) == len(SHIFTS) * len(SIZES) * len(METHODS) * seeds
+    assert all(0 <= r["accuracy"] <= 1 for r in runs)
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
+    for row in format_table(results).splitlines()[2:]:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+def test_target_and_source_data():
+    from sit471.transfer import source_data, target_data
+
+    src = source_data()
+    assert set(np.unique(src["y_train"])) == set(range(5)) and src["x_train"].dtype == np.float32
+    small = target_data(per_class=5, seed=3)
+    assert np.bincount(small["y_train"]).tolist() == [5] * 5
+    assert np.array_equal(small["x_train"], target_data(per_class=5, seed=3)["x_train"])
+    full, inverted = target_data(), target_data(shift="invert")
+    np.testing.assert_allclose(inverted["x_test"], 1 - full["x_test"])
+    assert len(full["y_test"]) == 134
+    with pytest.raises(ValueError, match="shift"):
+        target_data(shift="rotate")
+    with pytest.raises(ValueError, match="per_class"):
+        target_data(per_class=10_000)
+
+
+def test_plot_sweep_draws():
+    import matplotlib.pyplot as plt
+
+    from sit471.transfer import plot_sweep
+
+    fig = plot_sweep(json.loads((FOLDER / "sweep.json").read_text()))
+    assert len(fig.axes) == 2
+    plt.close("all")
