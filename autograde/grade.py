@@ -186,19 +186,18 @@ def _failure_reasons(notebook: Path) -> list[str]:
     return reasons
 
 
-def grade(
-    course_root: Path,
-    name: str,
-    submissions: Path,
-    out: Path,
-    jobs: int | None = None,
-    regexp: str = DEFAULT_ZIP_REGEXP,
-    progress: bool = True,
-    due: datetime | None = None,
-) -> GradeReport:
-    """Grade every submission of ``name`` found in ``submissions``; results go to ``out``."""
-    check_assignment(course_root, name)
-    jobs = jobs or os.cpu_count() or 1
+def _warm_up() -> None:
+    """A no-op task: unpickling it makes a new worker import this module and nbgrader."""
+
+
+def _prepare(
+    course_root: Path, name: str, submissions: Path, out: Path, regexp: str,
+    due: datetime | None,
+) -> tuple[Path, list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """Grading copy, collected and repaired submissions, a gradebook ready for them.
+
+    Returns the grading root, the student ids, report notes and integrity flags.
+    """
     work = make_work_root(course_root, out / "nbgrader", name)
     generated = run_step(work, "generate_assignment", name)
     if not generated["success"]:
@@ -215,10 +214,9 @@ def grade(
                 repairs = repair(submitted, released)
                 notes.setdefault(sid, []).extend(repairs)
                 flags[sid].extend(repairs)
-    db_url = CourseDirectory(config=load_config(work)).db_url
     # Grading a student again starts from nothing: a new submission replaces the old one's
     # grades, autograded copy and feedback (nbgrader would keep old grades on a failure).
-    with Gradebook(db_url, "sit471") as gb:
+    with Gradebook(CourseDirectory(config=load_config(work)).db_url, "sit471") as gb:
         if due is not None:
             gb.update_or_create_assignment(name, duedate=due)
         for sid in students:
@@ -232,30 +230,56 @@ def grade(
                       out / "feedback" / sid / name):
             if stale.exists():
                 shutil.rmtree(stale)
+    return work, students, notes, flags
 
-    # A submission without any of the assignment's notebooks scores 0 with the note from
-    # collect(); nbgrader is not asked to grade it.
-    expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
-    gradable = [s for s in students
-                if any((work / "submitted" / s / name / nb).is_file() for nb in expected)]
+
+def _run_graders(
+    pool: ProcessPoolExecutor, work: Path, name: str, students: list[str], progress: bool
+) -> dict[str, str]:
+    """Grade ``students`` in the pool; returns a failure reason per student that failed."""
     failures: dict[str, str] = {}
-    if gradable:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(gradable)), mp_context=context) as pool:
-            futures = [pool.submit(_grade_student, str(work), name, sid) for sid in gradable]
-            for done, future in enumerate(as_completed(futures), start=1):
-                try:
-                    sid, error = future.result()
-                except Exception as exc:  # a worker died: charge it to that student only
-                    sid = gradable[futures.index(future)]
-                    error = f"the grading process failed: {type(exc).__name__}: {exc}"
-                if error:
-                    failures[sid] = error
-                if progress:
-                    print(f"[{name}] {done}/{len(gradable)} graded ({sid}"
-                          f"{': ' + error if error else ''}); failures so far: {len(failures)}",
-                          file=sys.stderr, flush=True)
+    futures = [pool.submit(_grade_student, str(work), name, sid) for sid in students]
+    for done, future in enumerate(as_completed(futures), start=1):
+        try:
+            sid, error = future.result()
+        except Exception as exc:  # a worker died: charge it to that student only
+            sid = students[futures.index(future)]
+            error = f"the grading process failed: {type(exc).__name__}: {exc}"
+        if error:
+            failures[sid] = error
+        if progress:
+            print(f"[{name}] {done}/{len(students)} graded ({sid}"
+                  f"{': ' + error if error else ''}); failures so far: {len(failures)}",
+                  file=sys.stderr, flush=True)
+    return failures
 
+
+def grade(
+    course_root: Path,
+    name: str,
+    submissions: Path,
+    out: Path,
+    jobs: int | None = None,
+    regexp: str = DEFAULT_ZIP_REGEXP,
+    progress: bool = True,
+    due: datetime | None = None,
+) -> GradeReport:
+    """Grade every submission of ``name`` found in ``submissions``; results go to ``out``."""
+    check_assignment(course_root, name)
+    jobs = jobs or os.cpu_count() or 1
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for _ in range(jobs):  # workers start (and import nbgrader) while we prepare
+            pool.submit(_warm_up)
+        work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due)
+        # A submission without any of the assignment's notebooks scores 0 with the note
+        # from collect(); nbgrader is not asked to grade it.
+        expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
+        gradable = [s for s in students
+                    if any((work / "submitted" / s / name / nb).is_file() for nb in expected)]
+        failures = _run_graders(pool, work, name, gradable, progress)
+
+    db_url = CourseDirectory(config=load_config(work)).db_url
     report = _collect_results(work, name, students, db_url)
     for result in report.students:
         result.flags = flags.get(result.student, [])
