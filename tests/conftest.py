@@ -77,3 +77,73 @@ def shared(tmp_path_factory, name: str, compute: Callable[[Path], object]) -> ob
         result = compute(root / name)
         target.write_bytes(pickle.dumps(result))
         return result
+
+
+class MistakeKernel:
+    """One kernel that has run a source notebook up to its last graded test.
+
+    A common mistake is tried by redefining an answer with the mistake in it, running the
+    test cell that must catch it, then redefining the answer correctly again. Later answers
+    look functions up by name, so they use the mistaken version too, as in a student's
+    notebook. Much faster than one fresh kernel per mistake.
+    """
+
+    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode]):
+        self.client, self.cells = client, cells
+
+    def run(self, source: str) -> list[str]:
+        cell = nbformat.v4.new_code_cell(source)
+        self.client.execute_cell(cell, 0)
+        return errors(cell)
+
+    def check_mistake(self, mistake: tuple[str, str, str, str, str]) -> str:
+        """(answer id, correct text, mistaken text, test id, message regex) -> the message."""
+        import re
+
+        from autograde.demo import solution_text
+
+        grade_id, old, new, test_id, message = mistake
+        answer = solution_text(self.cells[grade_id].source)
+        assert answer.count(old) == 1, (grade_id, old)
+        assert not self.run(answer.replace(old, new))
+        try:
+            found = self.run(self.cells[test_id].source)
+        finally:
+            assert not self.run(answer)  # the correct answer again, for the next mistake
+        assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
+        assert re.search(message, found[0], re.S), found[0]
+        return found[0]
+
+
+def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path):
+    """Context manager: a MistakeKernel over ``notebook`` (run in a copy of its folder, as
+    autograding runs it), with the cells in ``skipped`` (figures, explorations) left out."""
+    import contextlib
+    import shutil
+
+    @contextlib.contextmanager
+    def manager():
+        folder = tmp / notebook.parent.name
+        shutil.copytree(notebook.parent, folder, dirs_exist_ok=True)
+        nb = nbformat.read(notebook, as_version=4)
+        ids = [nbgrader_meta(c).get("grade_id", "") for c in nb.cells]
+        cells = dict(zip(ids, nb.cells, strict=True))
+        nb.cells = [c for c, gid in zip(nb.cells[: ids.index(last_test) + 1], ids, strict=False)
+                    if c.cell_type == "code" and gid not in skipped]
+        client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(folder)}})
+        old = os.environ.get("NBGRADER_EXECUTION")
+        os.environ["NBGRADER_EXECUTION"] = "autograde"  # read by the kernel when it starts
+        try:
+            with client.setup_kernel():
+                for index, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, index)
+                    assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
+                yield MistakeKernel(client, cells)
+        finally:
+            if old is None:
+                os.environ.pop("NBGRADER_EXECUTION", None)
+            else:
+                os.environ["NBGRADER_EXECUTION"] = old
+
+    return manager()
