@@ -1,0 +1,144 @@
+"""Assignment 08 (beat detection): common mistakes are caught with a message that names them;
+the notebook quotes the cached experiment it ships with.
+
+Each mistake is put into one answer of the source notebook (in a kernel that has run the
+notebook, figure and exploration cells left out), and the test cell that must catch it has to
+fail with a message that names the mistake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import matplotlib
+import nbformat
+import pytest
+from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+
+matplotlib.use("Agg")
+
+FOLDER = COURSE / "source" / "08_audio_beats"
+NOTEBOOK = FOLDER / "audio_beats.ipynb"
+SKIPPED = {"listen", "zoom", "mel_fig", "picture", "baseline", "cnn", "experiment"}
+LAST_TEST = "test_beat_f_measure"
+RFFT = "return np.fft.rfft(x[index] * window, axis=1)"
+EDGES = ("mels = np.linspace(mel(fmin), mel(fmax), n_mels + 2)\n"
+         "    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)")
+FLUX = "np.maximum(0.0, np.diff(spec, axis=0)).sum(axis=1)"
+LOOP = """    i = j = matches = 0
+    while i < len(ref) and j < len(est):
+        if abs(est[j] - ref[i]) <= window:
+            matches += 1
+            i += 1
+            j += 1
+        elif est[j] < ref[i]:
+            j += 1
+        else:
+            i += 1
+"""
+ANY = "    matches = sum(bool(np.any(np.abs(est - r) <= window)) for r in ref)\n"
+
+# (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
+MISTAKES_08 = [
+    ("stft", RFFT, "return np.fft.rfft(x[index], axis=1)", "test_stft",
+     "as with no window at all: multiply each frame by the Hann window"),
+    ("stft", "window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)",
+     "window = np.hanning(n_fft)", "test_stft", r"symmetric Hann window \(np.hanning\)"),
+    ("stft", "frames = 1 + (len(x) - n_fft) // hop", "frames = (len(x) - n_fft) // hop",
+     "test_stft", "every frame must fit entirely inside the signal"),
+    ("stft", RFFT, "return np.fft.fft(x[index] * window, axis=1)", "test_stft",
+     "use np.fft.rfft"),
+    ("stft", RFFT, RFFT + ".T", "test_stft", r"time should come first, \(frames, bins\)"),
+    ("stft", "if hop > n_fft:", "if False:", "test_stft",
+     "should raise ValueError when hop > n_fft"),
+    ("stft", "if x.ndim != 1:", "if False:", "test_stft",
+     "when x is not one-dimensional"),
+    ("mel_filterbank", " * 2.0 / (hi - lo)", "", "test_mel_filterbank",
+     "each triangle has height 1: normalise"),
+    ("mel_filterbank", EDGES, "edges = np.linspace(fmin, fmax, n_mels + 2)",
+     "test_mel_filterbank", "equally spaced in Hz: space them equally in mel"),
+    ("mel_filterbank", "n_mels + 2)", "n_mels)", "test_mel_filterbank",
+     "n_mels - 2 filters: take n_mels \\+ 2 edge"),
+    ("mel_filterbank", "return np.maximum(0.0, np.minimum(rise, fall)) * 2.0 / (hi - lo)",
+     "return (np.maximum(0.0, np.minimum(rise, fall)) * 2.0 / (hi - lo)).T", "test_mel_filterbank",
+     r"shape \(bins, n_mels\)"),
+    ("log_mel_spectrogram", "np.abs(stft(np.pad(x, (pad, pad)), n_fft, hop))",
+     "np.abs(stft(x, n_fft, hop))", "test_log_mel_spectrogram",
+     "pad the signal with n_fft // 2 zeros"),
+    ("log_mel_spectrogram", "np.log1p(magnitude @", "np.log1p(magnitude ** 2 @",
+     "test_log_mel_spectrogram", r"the power \|stft\|\*\*2 was used"),
+    ("log_mel_spectrogram", "np.log1p(magnitude @", "np.log(magnitude @",
+     "test_log_mel_spectrogram", r"silence should give 0 everywhere \(log\(1 \+ 0\)\)"),
+    ("spectral_flux", FLUX, "np.diff(spec, axis=0).sum(axis=1)", "test_spectral_flux",
+     "not half-wave rectified"),
+    ("spectral_flux", FLUX, "np.abs(np.diff(spec, axis=0)).sum(axis=1)", "test_spectral_flux",
+     "absolute differences were used"),
+    ("spectral_flux", "flux = np.zeros(len(spec))\n    flux[1:] = " + FLUX + "\n    return flux",
+     "return " + FLUX, "test_spectral_flux", "frames - 1 values"),
+    ("pick_peaks", "if all(abs(t - k) >= min_distance for k in kept):", "if True:",
+     "test_pick_peaks", "kept peaks closer than min_distance"),
+    ("pick_peaks", 'candidates[np.argsort(-a[candidates], kind="stable")]', "candidates",
+     "test_pick_peaks", "decide from the highest candidate down"),
+    ("pick_peaks", "[a[1:], [-np.inf]]", "[a[1:], [np.inf]]", "test_pick_peaks",
+     "compare with the one neighbour that exists"),
+    ("pick_peaks", "(a >= threshold) & ", "", "test_pick_peaks",
+     r"expected \[1, 3, 6\] \(threshold\)"),
+    ("beat_f_measure", LOOP, ANY, "test_beat_f_measure",
+     "counted for both: each estimate may match at most one reference beat"),
+    ("beat_f_measure", "precision = matches / len(est) if len(est) else 0.0",
+     "precision = matches / len(est)", "test_beat_f_measure", "divided by zero"),
+    ("beat_f_measure", "ref = np.sort(np.asarray(reference, dtype=float))",
+     "ref = np.asarray(reference, dtype=float)", "test_beat_f_measure", "sort both lists first"),
+    ("beat_f_measure", "return f, precision, recall", "return f, recall, precision",
+     "test_beat_f_measure", "precision and recall swapped"),
+    ("beat_f_measure", "<= window:", "<= 0.05:", "test_beat_f_measure",
+     "should match it: the tolerance is 70 ms"),
+]
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    return nbgrader_meta(cell).get("grade_id", "")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
+    with mistake_kernel(NOTEBOOK, LAST_TEST, SKIPPED, tmp_path_factory.mktemp("nb08")) as k:
+        yield k
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_08, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_08)]
+)
+def test_assignment_08_catches_common_mistakes(kernel, mistake):
+    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
+
+
+def test_every_test_passes_again_after_the_mistakes(kernel):
+    for test_id in sorted({m[3] for m in MISTAKES_08}):
+        assert not kernel.run(kernel.cells[test_id].source), test_id
+
+
+def test_mistake_table_covers_every_exercise():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
+    assert answers == {m[0] for m in MISTAKES_08}
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
+    from sit471.audio import NOISE_LEVELS, format_table
+
+    results = json.loads((FOLDER / "beats.json").read_text())
+    rows = results["rows"]
+    assert [r["noise"] for r in rows] == [n for n in NOISE_LEVELS for _ in range(2)]
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("f", "precision", "recall"))
+    assert results["settings"]["test_clips"] >= 10
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
+    for row in format_table(results).splitlines()[2:]:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+    cnn = {r["noise"]: r["f"] for r in rows if r["method"] == "cnn"}
+    flux = {r["noise"]: r["f"] for r in rows if r["method"] == "flux"}
+    assert cnn[max(cnn)] > flux[max(flux)] + 0.2, "the notebook's claim: the CNN wins in noise"
