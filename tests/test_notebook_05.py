@@ -1,0 +1,260 @@
+"""Assignment 05 (image -> label, image -> number, several outputs): common mistakes are caught
+with a message that names them; the generators and helpers of sit471.landscape work; the
+notebook quotes the cached experiment it ships with.
+
+Each mistake is put into one answer of the source notebook (in a kernel that has run the
+notebook, figure and exploration cells left out), and the test cell that must catch it has to
+fail with a message that names the mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+import torch
+from conftest import COURSE, errors, nbgrader_meta
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from autograde.demo import solution_text
+
+matplotlib.use("Agg")
+
+FOLDER = COURSE / "source" / "05_label_number"
+NOTEBOOK = FOLDER / "label_number.ipynb"
+SKIPPED = {"samples_fig", "faces_fig", "number_demo", "crowds_fig", "objects_fig", "multi_fig",
+           "experiment"}  # draw or explore only
+LAST_TEST = "test_nms"
+
+# (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
+MISTAKES_05 = [
+    ("regression_head", "self.linear(features).squeeze(-1)", "self.linear(features)",
+     "test_regression_head", r"returned shape \(5, 1\); return \(N,\)"),
+    ("regression_head", "self.linear(features).squeeze(-1)", "self.linear(features).squeeze()",
+     "test_regression_head", r"squeeze only the last dimension"),
+    ("regression_head", "nn.Linear(in_features, 1)", "nn.Linear(in_features, 1, bias=False)",
+     "test_regression_head", "expected 7: one weight per feature and a bias"),
+    ("regression_loss",
+     'if kind == "l2":\n        return (diff ** 2).mean()\n    if kind == "l1":\n'
+     "        return diff.abs().mean()",
+     'if kind == "l2":\n        return diff.abs().mean()\n    if kind == "l1":\n'
+     "        return (diff ** 2).mean()",
+     "test_regression_loss", r"looks like the L1 loss: 'l2' is the mean of the SQUARED"),
+    ("regression_loss", "return (diff ** 2).mean()", "return (diff ** 2).sum()",
+     "test_regression_loss", r"looks like a sum: average over the examples"),
+    ("regression_loss", "if pred.shape != target.shape:", "if False:",
+     "test_regression_loss", r"\(3, 1\) against target \(3,\) should raise ValueError"),
+    ("verify", "<= threshold", "> threshold", "test_verify", "every decision is inverted"),
+    ("verify", "e1 = F.normalize(emb1, dim=1)\n    e2 = F.normalize(emb2, dim=1)",
+     "e1, e2 = emb1, emb2", "test_verify", "scale each embedding to unit length"),
+    ("verify", "<= threshold", "< threshold", "test_verify", "use <=, not <"),
+    ("expected_value", "low + (torch.arange(n_bins, dtype=torch.float32) + 0.5) * width",
+     "torch.linspace(low, high, n_bins)", "test_expected_value",
+     r"the bin EDGES from low to high \(linspace\)"),
+    ("expected_value", "low + (torch.arange(n_bins, dtype=torch.float32) + 0.5) * width",
+     "low + torch.arange(n_bins, dtype=torch.float32) * width", "test_expected_value",
+     "left edges of the bins: add half a bin width"),
+    ("expected_value", "torch.softmax(logits, dim=1)", "torch.softmax(logits, dim=0)",
+     "test_expected_value", r"softmax taken over the examples \(dim=0\)"),
+    ("expected_value", "return probs @ bin_centers.to(logits.dtype)",
+     "return bin_centers[probs.argmax(dim=1)]", "test_expected_value",
+     r"centre of the most likely bin \(argmax\)"),
+    ("box_iou", "wh = (right_bottom - left_top).clamp(min=0)", "wh = right_bottom - left_top",
+     "test_box_iou", "boxes far apart have IoU 0, got 0.0588: clamp"),
+    ("box_iou", "wh = (right_bottom - left_top).clamp(min=0)",
+     "wh = (right_bottom - left_top).abs()", "test_box_iou", "boxes far apart have IoU 0"),
+    ("box_iou", "if bool(((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any()):", "if False:",
+     "test_box_iou", r"a box with x2 < x1 should raise ValueError"),
+    ("detection_loss", "(pred[..., 1:5][mask] - boxes[mask]).abs().mean()",
+     "(pred[..., 1:5] - boxes).abs().mean()", "test_detection_loss",
+     "box loss averaged over ALL cells"),
+    ("detection_loss", "return obj_loss + box_weight * box_loss + class_weight * class_loss",
+     "return obj_loss + box_loss + class_loss", "test_detection_loss",
+     "weights were not applied"),
+    ("detection_loss", "return obj_loss + box_weight * box_loss + class_weight * class_loss",
+     "return obj_loss + class_weight * box_loss + box_weight * class_loss",
+     "test_detection_loss", "the weights swapped"),
+    ("detection_loss", "\n    if not bool(mask.any()):\n        return obj_loss", "",
+     "test_detection_loss", "with no object anywhere the loss should be finite"),
+    ("nms", "suppress &= labels == labels[i]", "pass", "test_nms",
+     "only boxes of the SAME label suppress each other"),
+    ("nms", "torch.argsort(-scores, stable=True)", "torch.argsort(scores, stable=True)",
+     "test_nms", "LOWEST scores came first"),
+    ("nms", "iou[i] > iou_threshold", "iou[i] >= iou_threshold", "test_nms",
+     "touching boxes have IoU 0, which is not greater than a threshold of 0"),
+    ("nms", "torch.argsort(-scores, stable=True)", "torch.argsort(-scores)", "test_nms",
+     "lower index first"),
+]
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    return nbgrader_meta(cell).get("grade_id", "")
+
+
+class Kernel:
+    """One kernel that has run the source notebook up to its last graded test."""
+
+    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode]):
+        self.client, self.cells = client, cells
+
+    def run(self, source: str) -> list[str]:
+        cell = new_code_cell(source)
+        self.client.execute_cell(cell, 0)
+        return errors(cell)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cells = {_grade_id(c): c for c in nb.cells}
+    last = [_grade_id(c) for c in nb.cells].index(LAST_TEST)
+    nb.cells = [c for c in nb.cells[: last + 1]
+                if c.cell_type == "code" and _grade_id(c) not in SKIPPED]
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(FOLDER)}})
+    old = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"  # read by the kernel when it starts
+    try:
+        with client.setup_kernel():
+            if old is None:
+                del os.environ["NBGRADER_EXECUTION"]
+            else:
+                os.environ["NBGRADER_EXECUTION"] = old
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+                assert not errors(cell), (_grade_id(cell), errors(cell))
+            yield Kernel(client, cells)
+    finally:
+        if old is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = old
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
+)
+def test_assignment_05_catches_common_mistakes(kernel, mistake):
+    grade_id, old, new, test_id, message = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    assert answer.count(old) == 1, (grade_id, old)
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        found = kernel.run(kernel.cells[test_id].source)
+    finally:
+        assert not kernel.run(answer)  # the correct answer again, for the next mistake
+    assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
+    assert re.search(message, found[0], re.S), found[0]
+    print(f"{grade_id} with {new!r} -> {found[0]}")
+
+
+def test_every_test_passes_again_after_the_mistakes(kernel):
+    for test_id in sorted({m[3] for m in MISTAKES_05}):
+        assert not kernel.run(kernel.cells[test_id].source), test_id
+
+
+def test_mistake_table_covers_every_exercise():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
+    assert answers == {m[0] for m in MISTAKES_05}
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def test_cached_results_are_complete_and_quoted_by_the_notebook():
+    from sit471.landscape import format_results
+
+    results = json.loads((FOLDER / "results.json").read_text())
+    assert results["settings"]["scale"] == 1.0
+    for key in ("objects", "scenes", "age", "faces", "counting", "localisation", "detection"):
+        assert key in results, key
+    assert 0.5 < results["faces"]["verification_accuracy"] <= 1
+    assert results["age"]["mae_l1"] < results["age"]["mae_predict_mean"]
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
+    for row in format_results(results).splitlines()[2:]:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+# ----------------------------------------------------------------------------- the library
+
+
+def test_generators_are_seeded_and_well_formed():
+    from sit471.landscape import ARRANGEMENTS, SHAPES, crowds, faces, multi_objects, objects, scenes
+
+    o = objects(20, seed=3)
+    assert o["x"].shape == (20, 1, 32, 32) and o["x"].dtype == np.float32
+    assert 0 <= o["x"].min() and o["x"].max() <= 1
+    assert np.array_equal(o["x"], objects(20, seed=3)["x"])
+    assert not np.array_equal(o["x"], objects(20, seed=4)["x"])
+    assert set(o["label"]) <= set(range(len(SHAPES)))
+    np.testing.assert_allclose(o["box"][:, 2] - o["box"][:, 0], 2 * o["size"], rtol=1e-5)
+    assert (o["box"] >= -1e-4).all() and (o["box"] <= 32 + 1e-4).all()
+    s = scenes(40, seed=1)
+    assert set(s["label"]) == set(range(len(ARRANGEMENTS)))
+    f = faces(3, 4, seed=0, first_identity=10)
+    assert f["identity"].tolist() == [10] * 4 + [11] * 4 + [12] * 4
+    assert ((20 <= f["age"]) & (f["age"] <= 80)).all()
+    # the same identity looks alike, with the same pose/lighting/expression
+    from sit471.landscape import draw_face
+    a = draw_face(1, 40, rng=np.random.default_rng(1))
+    same = draw_face(1, 40, rng=np.random.default_rng(2))
+    other = draw_face(2, 40, rng=np.random.default_rng(2))
+    assert np.abs(a - same).mean() < np.abs(a - other).mean()
+    c = crowds(10, seed=2)
+    assert [len(p) for p in c["positions"]] == c["count"].astype(int).tolist()
+    m = multi_objects(10, seed=2)
+    assert all(len(b) == len(lab) <= 4 for b, lab in zip(m["boxes"], m["labels"], strict=True))
+
+
+def test_grid_targets_decode_round_trip():
+    from sit471.landscape import decode_grid, grid_targets, multi_objects
+
+    m = multi_objects(6, seed=5)
+    t = grid_targets(m["boxes"], m["labels"])
+    assert t["obj"].sum() == sum(len(b) for b in m["boxes"])
+    pred = torch.full((6, 4, 4, 8), -20.0)
+    pred[..., 0] = torch.where(t["obj"] > 0, 20.0, -20.0)
+    pred[..., 1:5] = t["boxes"]
+    pred[..., 5:] = torch.nn.functional.one_hot(t["labels"], 3) * 40 - 20
+    for d, b, lab in zip(decode_grid(pred), m["boxes"], m["labels"], strict=True):
+        order = np.lexsort((b[:, 1], b[:, 0]))
+        got = d["boxes"].numpy()
+        got_order = np.lexsort((got[:, 1], got[:, 0]))
+        np.testing.assert_allclose(got[got_order], b[order], atol=1e-4)
+        assert d["labels"].numpy()[got_order].tolist() == lab[order].tolist()
+
+
+def test_detection_counts_and_roc():
+    from sit471.landscape import detection_counts, roc
+    from sit471.reference.heads import box_iou
+
+    truth = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)]
+    labels = [np.array([0, 1])]
+    preds = [{"boxes": torch.tensor([[0, 0, 10, 10], [1, 0, 10, 10], [20, 20, 30, 30.0]]),
+              "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([0, 0, 2])}]
+    assert detection_counts(preds, truth, labels, box_iou) == {"tp": 1, "fp": 2, "fn": 1}
+    r = roc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([True, True, False, False]))
+    assert r["accuracy"].max() == 1.0 and r["tpr"][-1] == 1 and r["fpr"][0] == 0
+
+
+def test_fit_trains_and_restores_threads():
+    import torch.nn.functional as F
+
+    from sit471.landscape import Net, fit, objects
+
+    threads = torch.get_num_threads()
+    d = objects(64, seed=0)
+    x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
+    torch.manual_seed(0)
+    net = Net(torch.nn.Linear(128, 3))
+    losses = fit(net, lambda m, i: F.cross_entropy(m(x[i]), y[i]), len(x), epochs=3)
+    assert len(losses) == 3 and torch.get_num_threads() == threads
+    assert net.embed(x[:2]).shape == (2, 128)
