@@ -1,0 +1,215 @@
+"""Assignment 07 (multi-channel input, multi-branch networks): common mistakes are caught with a
+message that names them; the generators and helpers of sit471.multi work; the notebook quotes
+the cached experiment it ships with.
+
+Each mistake is put into one answer of the source notebook (in a kernel that has run the
+notebook, figure and exploration cells left out), and the test cell that must catch it has to
+fail with a message that names the mistake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+import torch
+from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+
+matplotlib.use("Agg")
+
+FOLDER = COURSE / "source" / "07_multi_branch"
+NOTEBOOK = FOLDER / "multi_branch.ipynb"
+SKIPPED = {"tiles_fig", "clips_fig", "colour_fig", "pairs_fig", "experiment"}
+LAST_TEST = "test_cross_modal_forward"
+
+# (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
+MISTAKES_07 = [
+    ("band_ablation", "ablated[:, c] = x[:, c].mean()", "ablated[:, c] = 0",
+     "test_band_ablation", "set to 0 instead of its mean"),
+    ("band_ablation", "ablated[:, c] = x[:, c].mean()",
+     "ablated[:, c] = x[:, c].mean((1, 2), keepdim=True)", "test_band_ablation",
+     "each image's own mean"),
+    ("band_ablation", "drops.append(base - accuracy(ablated))",
+     "drops.append(accuracy(ablated) - base)", "test_band_ablation", "return full - ablated"),
+    ("band_ablation", "ablated = x.clone()", "ablated = x", "test_band_ablation",
+     r"changed x: ablate a copy"),
+    ("late_fusion", "return sum(wi * torch.softmax(z, dim=1) for wi, z in zip(w, logits))",
+     "return torch.softmax(sum(wi * z for wi, z in zip(w, logits)), dim=1)",
+     "test_late_fusion", "softmax of the averaged LOGITS"),
+    ("late_fusion", "return sum(wi * torch.softmax(z, dim=1) for wi, z in zip(w, logits))",
+     "return sum(wi * torch.softmax(z, dim=0) for wi, z in zip(w, logits))",
+     "test_late_fusion", r"over the examples \(dim=0\)"),
+    ("late_fusion", "w = w / w.sum()", "pass", "test_late_fusion",
+     "divide by the number of streams"),
+    ("late_fusion", "w = torch.as_tensor(weights, dtype=torch.float32)",
+     "w = torch.as_tensor(weights, dtype=torch.float32).flip(0)", "test_late_fusion",
+     "weights applied to the wrong streams"),
+    ("motion_field", "it = f1 - f0", "it = f0 - f1", "test_motion_field", "wrong sign"),
+    ("motion_field", "return torch.stack([u, v], dim=-3).to(dtype)",
+     "return torch.stack([v, u], dim=-3).to(dtype)", "test_motion_field", "u and v are swapped"),
+    ("motion_field", "ok = det > eps", "ok = torch.ones_like(det, dtype=torch.bool)",
+     "test_motion_field", r"NaN or inf in a flat region"),
+    ("motion_field", "img = (f0 + f1) / 2", "img = f0", "test_motion_field",
+     "median motion|motion_field on random frames"),
+    ("motion_field", "return torch.stack([u, v], dim=-3).to(dtype)",
+     "return torch.stack([u, v], dim=-3)", "test_motion_field", "the frames' dtype"),
+    ("lab", "lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)",
+     "lin = c", "test_lab", "sRGB gamma was not undone"),
+    ("lab", "t = (lin @ RGB_TO_XYZ.T) / WHITE_D65", "t = lin @ RGB_TO_XYZ.T", "test_lab",
+     "D65 white point"),
+    ("lab", "t = (lin @ RGB_TO_XYZ.T) / WHITE_D65",
+     "t = (lin @ RGB_TO_XYZ.T) / torch.tensor([0.96422, 1.0, 0.82521], dtype=torch.float64)",
+     "test_lab", "D65 white point"),
+    ("lab", "t = (lin @ RGB_TO_XYZ.T) / WHITE_D65", "t = (lin @ RGB_TO_XYZ) / WHITE_D65",
+     "test_lab", "white \\(1, 1, 1\\) should have a = b = 0|rgb_to_lab of white"),
+    ("lab", "t / (3 * DELTA ** 2) + 4 / 29)", "t ** (1 / 3))", "test_lab",
+     "black gives L = -16.00 instead of 0"),
+    ("lab", "1.055 * lin ** (1 / 2.4) - 0.055", "lin ** (1 / 2.2)", "test_lab",
+     r"lab_to_rgb\(rgb_to_lab\(x\)\) is wrong"),
+    ("lab", "if img.numel() and (float(img.min()) < -1e-6 or float(img.max()) > 1 + 1e-6):",
+     "if False:", "test_lab", "should raise ValueError"),
+    ("quantize", "cell = torch.floor((ab.double() + AB_RANGE) / grid).clamp(0, n - 1).long()",
+     "cell = torch.round((ab.double() + AB_RANGE) / grid).clamp(0, n - 1).long()",
+     "test_quantize", "use floor, not round"),
+    ("quantize", "return -AB_RANGE + (cell + 0.5) * grid", "return -AB_RANGE + cell * grid",
+     "test_quantize", "LOWER corner of the cell: add half a cell"),
+    ("quantize", "return cell[..., 0] * n + cell[..., 1]", "return cell[..., 1] * n + cell[..., 0]",
+     "test_quantize", "a and b are swapped"),
+    ("quantize", "cell = torch.floor((ab.double() + AB_RANGE) / grid).clamp(0, n - 1).long()",
+     "cell = torch.floor((ab.double() + AB_RANGE) / grid).long()", "test_quantize",
+     "quantize_ab is wrong|index"),
+    ("cross_modal_forward", "return embedding, head(embedding)",
+     "return head(embedding), embedding", "test_cross_modal_forward", "wrong order"),
+    ("cross_modal_forward", "embedding = shared(encoders[modality](x))",
+     "embedding = encoders[modality](x)", "test_cross_modal_forward",
+     "shapes cannot be multiplied|embedding \\(7, 6\\)"),
+    ("cross_modal_forward", "if modality not in encoders:", "if False:",
+     "test_cross_modal_forward", "should raise ValueError.*not KeyError"),
+]
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
+    with mistake_kernel(NOTEBOOK, LAST_TEST, SKIPPED, tmp_path_factory.mktemp("nb07")) as k:
+        yield k
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_07, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_07)]
+)
+def test_assignment_07_catches_common_mistakes(kernel, mistake):
+    print(kernel.check_mistake(mistake))
+
+
+def test_every_test_passes_again_after_the_mistakes(kernel):
+    for test_id in sorted({m[3] for m in MISTAKES_07}):
+        assert not kernel.run(kernel.cells[test_id].source), test_id
+
+
+def test_mistake_table_covers_every_exercise():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    answers = {nbgrader_meta(c).get("grade_id") for c in nb.cells
+               if nbgrader_meta(c).get("solution")}
+    assert answers == {m[0] for m in MISTAKES_07}
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
+    from sit471.multi import decode_image, format_results
+
+    res = json.loads((FOLDER / "results.json").read_text())
+    assert res["settings"]["scale"] == 1.0
+    m = res["multispectral"]
+    assert m["all_bands_accuracy"] > m["visible_accuracy"] + 0.1
+    assert max(m["band_importance"], key=m["band_importance"].get) == "NIR"
+    t = res["two_stream"]
+    assert t["spatial"]["appearance"] > 0.9 and t["spatial"]["motion"] < 0.7
+    assert t["temporal"]["motion"] > 0.9 and t["temporal"]["appearance"] < 0.7
+    assert t["fused"]["all"] > max(t["spatial"]["all"], t["temporal"]["all"])
+    c = res["colorization"]
+    assert c["classification"]["chroma_ball"] > c["regression"]["chroma_ball"]
+    x = res["cross_modal"]
+    assert x["paired"]["drawing_accuracy"] > x["unpaired"]["drawing_accuracy"] + 0.3
+    assert decode_image(res["colorization_examples"]["truth"][0]).shape == (16, 16, 3)
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
+    for row in format_results(res).splitlines()[2:]:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+# ----------------------------------------------------------------------------- the library
+
+
+def test_generators_are_seeded_and_well_formed():
+    from sit471.multi import (
+        BANDS,
+        CLIP_CLASSES,
+        FRAMES,
+        SHAPES,
+        SIGNATURES,
+        TILE_CLASSES,
+        clips,
+        color_scenes,
+        shape_pairs,
+        tiles,
+    )
+
+    t = tiles(40, seed=3)
+    assert t["x"].shape == (40, len(BANDS), 16, 16) and t["x"].dtype == np.float32
+    assert np.array_equal(t["x"], tiles(40, seed=3)["x"])
+    assert set(t["label"]) <= set(range(len(TILE_CLASSES)))
+    # water and solar panels: the same visible signature, different infrared
+    assert np.allclose(SIGNATURES[0, :3], SIGNATURES[1, :3])
+    assert SIGNATURES[1, 3] > 5 * SIGNATURES[0, 3]
+    c = clips(12, seed=1)
+    assert c["x"].shape == (12, FRAMES, 3, 16, 16) and 0 <= c["x"].min() and c["x"].max() <= 1
+    assert set(c["label"]) <= set(range(len(CLIP_CLASSES)))
+    s = color_scenes(5, seed=2)
+    assert s["x"].shape == (5, 16, 16, 3) and s["ball"].any(axis=(1, 2)).all()
+    p = shape_pairs(6, seed=4)
+    assert p["image"].shape == p["drawing"].shape == (6, 1, 16, 16)
+    assert set(p["label"]) <= set(range(len(SHAPES)))
+    assert not np.array_equal(p["image"], shape_pairs(6, seed=5)["image"])
+
+
+def test_motion_of_the_clips_shows_the_direction():
+    from sit471.multi import clip_motion, clips
+    from sit471.reference.multi import motion_field
+
+    c = clips(40, seed=6)
+    flow = clip_motion(c["x"], motion_field)
+    assert flow.shape == (40, 8, 16, 16)
+    u = flow[:, 0::2].sum(dim=(1, 2, 3))
+    v = flow[:, 1::2].sum(dim=(1, 2, 3))
+    left, right = c["label"] == 2, c["label"] == 3
+    assert (u[torch.as_tensor(left)] < 0).all() and (u[torch.as_tensor(right)] > 0).all()
+    vertical = torch.as_tensor(c["label"] < 2)
+    assert (v[vertical].abs() > u[vertical].abs()).all()
+
+
+def test_fit_trains_and_restores_threads():
+    import torch.nn.functional as F
+
+    from sit471.multi import fit, small_cnn, tiles
+
+    threads = torch.get_num_threads()
+    d = tiles(64, seed=0)
+    x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
+    torch.manual_seed(0)
+    net = small_cnn(5, 4)
+    losses = fit(net, lambda i: F.cross_entropy(net(x[i]), y[i]), len(x), epochs=3)
+    assert len(losses) == 6 and torch.get_num_threads() == threads
+
+
+def test_image_encoding_round_trip_and_table():
+    from sit471.multi import decode_image, encode_image
+
+    img = np.random.default_rng(0).uniform(0, 1, (16, 16, 3))
+    assert np.abs(decode_image(encode_image(img)) - img).max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError):
+        encode_image(np.zeros((8, 8, 3)))
