@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sit471 import landscape
+
 SIZE = 16
 BANDS = ("blue", "green", "red", "NIR", "SWIR")
 TILE_CLASSES = ("water", "solar panel", "vegetation", "roof")
@@ -207,26 +209,10 @@ def colorizer(n_out: int) -> nn.Sequential:
 def fit(model: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n: int,
         epochs: int = 10, batch_size: int = 32, lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Adam on ``batch_loss(idx)`` (idx: indices of one mini-batch of the n training examples)
-    for ``epochs`` seeded passes; returns each step's loss. One CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        losses = []
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            for s in range(0, n, batch_size):
-                loss = batch_loss(order[s:s + batch_size])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.item()))
-        model.eval()
-        return losses
-    finally:
-        torch.set_num_threads(threads)
+    for ``epochs`` seeded passes; returns each step's loss. One CPU thread.
+    (Assignment 05's loop, with this module's defaults.)"""
+    return landscape.fit(model, lambda _model, idx: batch_loss(idx), n, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed)
 
 
 def accuracy(scores: torch.Tensor, y: torch.Tensor) -> float:
