@@ -10,8 +10,6 @@ fail with a message that names the mistake.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterator
 
 import matplotlib
@@ -19,11 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, errors, nbgrader_meta
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell
-
-from autograde.demo import solution_text
+from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
 
 matplotlib.use("Agg")
 
@@ -98,61 +92,17 @@ def _grade_id(cell: nbformat.NotebookNode) -> str:
     return nbgrader_meta(cell).get("grade_id", "")
 
 
-class Kernel:
-    """One kernel that has run the source notebook up to its last graded test."""
-
-    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode]):
-        self.client, self.cells = client, cells
-
-    def run(self, source: str) -> list[str]:
-        cell = new_code_cell(source)
-        self.client.execute_cell(cell, 0)
-        return errors(cell)
-
-
 @pytest.fixture(scope="module")
-def kernel() -> Iterator[Kernel]:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cells = {_grade_id(c): c for c in nb.cells}
-    last = [_grade_id(c) for c in nb.cells].index(LAST_TEST)
-    nb.cells = [c for c in nb.cells[: last + 1]
-                if c.cell_type == "code" and _grade_id(c) not in SKIPPED]
-    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(FOLDER)}})
-    old = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "autograde"  # read by the kernel when it starts
-    try:
-        with client.setup_kernel():
-            if old is None:
-                del os.environ["NBGRADER_EXECUTION"]
-            else:
-                os.environ["NBGRADER_EXECUTION"] = old
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-                assert not errors(cell), (_grade_id(cell), errors(cell))
-            yield Kernel(client, cells)
-    finally:
-        if old is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = old
+def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
+    with mistake_kernel(NOTEBOOK, LAST_TEST, SKIPPED, tmp_path_factory.mktemp("nb05")) as k:
+        yield k
 
 
 @pytest.mark.parametrize(
     "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
 )
 def test_assignment_05_catches_common_mistakes(kernel, mistake):
-    grade_id, old, new, test_id, message = mistake
-    answer = solution_text(kernel.cells[grade_id].source)
-    assert answer.count(old) == 1, (grade_id, old)
-    assert not kernel.run(answer.replace(old, new))
-    try:
-        found = kernel.run(kernel.cells[test_id].source)
-    finally:
-        assert not kernel.run(answer)  # the correct answer again, for the next mistake
-    assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
-    assert re.search(message, found[0], re.S), found[0]
-    print(f"{grade_id} with {new!r} -> {found[0]}")
+    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
 
 
 def test_every_test_passes_again_after_the_mistakes(kernel):
