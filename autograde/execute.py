@@ -11,7 +11,9 @@ nbgrader's ``Execute`` stops a cell after ``Execute.timeout`` seconds and nothin
   student printing gigabytes cannot exhaust the grader's memory;
 * a kernel that dies (os._exit, a segfault) costs the cell that killed it: a fresh kernel
   runs the remaining cells, so the tests before it keep their points;
-* the kernel runs in a scratch copy of the submission folder, away from the grading tree.
+* the kernel runs in a scratch copy of the submission folder, away from the grading tree;
+* every hidden test is decided here, in the grader's process, from the outputs the kernel
+  sent for this run's inputs (``autograde/verdict.py``), never by the kernel itself.
 
 A tripped limit becomes an error output in that cell, which costs the points of the test
 that needed it, and grading goes on with the next cell.
@@ -33,6 +35,12 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
+
+from autograde import verdict
+from sit471.channel import CASES_ENV, write_cases
+
+#: Name of the grader's file of inputs in the kernel's working directory.
+CASES_FILE = ".sit471-cases.json"
 
 
 class LimitedKernelManager(AsyncKernelManager):
@@ -82,15 +90,28 @@ class LimitedExecute(Execute):
         resources = resources if resources is not None else {}
         metadata = resources.setdefault("metadata", {})
         original = metadata.get("path")
+        grading = resources.get("nbgrader", {})
+        tests = verdict.hidden_tests(grading["assignment"]) if "assignment" in grading else None
         with tempfile.TemporaryDirectory(prefix="sit471-kernel-") as scratch:
             if original and os.path.isdir(original):
                 shutil.copytree(original, scratch, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns("*.ipynb"))
             metadata["path"] = scratch
+            cases = {}
+            if tests is not None:  # this run's inputs for the hidden tests (see verdict.py)
+                seed = verdict.run_seed(verdict.GRADING_SECRET, grading.get("student", ""),
+                                        grading.get("notebook", ""))
+                cases = tests.make_cases(seed)
+                path = os.path.join(scratch, CASES_FILE)
+                write_cases(path, cases)
+                os.environ[CASES_ENV] = path
             try:
-                return super().preprocess(nb, resources=resources, km=km)
+                nb, resources = super().preprocess(nb, resources=resources, km=km)
             finally:
                 metadata["path"] = original
+                os.environ.pop(CASES_ENV, None)
+        verdict.judge(nb, tests, cases)  # in this process: the kernel decides no point
+        return nb, resources
 
     def _get_timeout(self, cell):
         per_cell = super()._get_timeout(cell)

@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
 import sys
 import warnings
@@ -34,6 +35,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins.export import CsvExportPlugin
 from sqlalchemy.exc import SAWarning
 
+from autograde import verdict
 from autograde.course import (
     CourseError,
     check_assignment,
@@ -45,6 +47,9 @@ from autograde.course import (
 from autograde.integrity import scan
 from autograde.sanitize import repair
 from autograde.submissions import DEFAULT_ZIP_REGEXP, collect
+
+#: In the grading copy: the secret from which each student's hidden-test inputs are drawn.
+SECRET_FILE = ".sit471-secret"
 
 
 @dataclass
@@ -118,6 +123,7 @@ def _grade_student(work_root: str, name: str, student: str) -> tuple[str, str | 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     (root / "logs").mkdir(exist_ok=True)
+    verdict.GRADING_SECRET = (root / SECRET_FILE).read_text().strip()
     with _output_to(root / "logs" / f"{student}.log"):
         warnings.simplefilter("ignore", SAWarning)
         result = run_step(root, "autograde", name, student)
@@ -199,6 +205,10 @@ def _prepare(
     Returns the grading root, the student ids, report notes and integrity flags.
     """
     work = make_work_root(course_root, out / "nbgrader", name)
+    secret = work / SECRET_FILE  # the hidden tests' inputs are drawn from it (verdict.py)
+    if not secret.is_file():
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_hex(32))
     generated = run_step(work, "generate_assignment", name)
     if not generated["success"]:
         raise CourseError(f"cannot prepare {name} for grading: {failure_reason(generated)}")

@@ -12,6 +12,10 @@ import pytest
 from filelock import FileLock
 from nbclient import NotebookClient
 
+from autograde.execute import CASES_FILE
+from autograde.verdict import hidden_tests, judge, judge_cell, take_results
+from sit471.channel import CASES_ENV, write_cases
+
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
@@ -22,15 +26,38 @@ def nbgrader_meta(cell: nbformat.NotebookNode) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def execute(
-    nb: nbformat.NotebookNode, cwd: Path, grading: bool = True, allow_errors: bool = False
-) -> nbformat.NotebookNode:
-    """Run a notebook top to bottom in a fresh kernel, as nbgrader does (in place)."""
-    env = dict(os.environ)
+def kernel_env(grading: bool = True, cases: Path | None = None) -> dict[str, str]:
+    """The environment a notebook's kernel starts with, as autograding (or a student) has it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NBGRADER_EXECUTION", CASES_ENV)}
     if grading:
         env["NBGRADER_EXECUTION"] = "autograde"
-    else:
-        env.pop("NBGRADER_EXECUTION", None)
+    if cases is not None:
+        env[CASES_ENV] = str(cases)
+    return env
+
+
+def hidden_cases(assignment: str, folder: Path, seed: int = 12345):
+    """Write the grader's inputs for ``assignment`` into ``folder`` as autograding does.
+
+    Returns (hidden tests, cases, path), or (None, {}, None) when it has no hidden tests."""
+    tests = hidden_tests(assignment)
+    if tests is None:
+        return None, {}, None
+    cases = tests.make_cases(seed)
+    path = folder / CASES_FILE
+    write_cases(path, cases)
+    return tests, cases, path
+
+
+def execute(
+    nb: nbformat.NotebookNode, cwd: Path, grading: bool = True, allow_errors: bool = False,
+    judge_as: str | None = None,
+) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom in a fresh kernel, as nbgrader does (in place).
+
+    With ``judge_as`` (an assignment name) the grader's inputs are given to the kernel and
+    the grader's verdicts written into the test cells afterwards, as in autograding."""
+    tests, cases, path = hidden_cases(judge_as, cwd) if judge_as else (None, {}, None)
     client = NotebookClient(
         nb,
         timeout=60,
@@ -38,14 +65,9 @@ def execute(
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
     )
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    client.execute(env=kernel_env(grading, path))
+    if judge_as:
+        judge(nb, tests, cases)
     return nb
 
 
@@ -83,18 +105,28 @@ class MistakeKernel:
     """One kernel that has run a source notebook up to its last graded test.
 
     A common mistake is tried by redefining an answer with the mistake in it, running the
-    test cell that must catch it, then redefining the answer correctly again. Later answers
-    look functions up by name, so they use the mistaken version too, as in a student's
-    notebook. Much faster than one fresh kernel per mistake.
+    test cell that must catch it (visible tests in the kernel, then the grader's verdict on
+    the hidden results), then redefining the answer correctly again. Later answers look
+    functions up by name, so they use the mistaken version too, as in a student's notebook.
+    Much faster than one fresh kernel per mistake.
     """
 
-    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode]):
+    def __init__(self, client: NotebookClient, cells: dict[str, nbformat.NotebookNode],
+                 tests=None, cases=None):
         self.client, self.cells = client, cells
+        self.tests, self.cases = tests, cases or {}
 
-    def run(self, source: str) -> list[str]:
+    def run(self, source: str, grade_id: str | None = None) -> list[str]:
+        """Errors of ``source`` run as a cell; as test ``grade_id``, with the grader's verdict."""
         cell = nbformat.v4.new_code_cell(source)
         self.client.execute_cell(cell, 0)
-        return errors(cell)
+        found = errors(cell)
+        payloads = take_results(cell)
+        if found or self.tests is None or grade_id not in self.tests.checkers:
+            return found
+        reason = judge_cell(grade_id, payloads, self.cases.get(grade_id, []),
+                            self.tests.checkers[grade_id])
+        return [] if reason is None else [f"GraderVerdict: {reason}"]
 
     def check_mistake(self, mistake: tuple[str, str, str, str, str]) -> str:
         """(answer id, correct text, mistaken text, test id, message regex) -> the message."""
@@ -107,7 +139,7 @@ class MistakeKernel:
         assert answer.count(old) == 1, (grade_id, old)
         assert not self.run(answer.replace(old, new))
         try:
-            found = self.run(self.cells[test_id].source)
+            found = self.run(self.cells[test_id].source, test_id)
         finally:
             assert not self.run(answer)  # the correct answer again, for the next mistake
         assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
@@ -117,7 +149,8 @@ class MistakeKernel:
 
 def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path):
     """Context manager: a MistakeKernel over ``notebook`` (run in a copy of its folder, as
-    autograding runs it), with the cells in ``skipped`` (figures, explorations) left out."""
+    autograding runs it, with the grader's inputs for the hidden tests), with the cells in
+    ``skipped`` (figures, explorations) left out."""
     import contextlib
     import shutil
 
@@ -125,6 +158,7 @@ def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path)
     def manager():
         folder = tmp / notebook.parent.name
         shutil.copytree(notebook.parent, folder, dirs_exist_ok=True)
+        tests, cases, path = hidden_cases(notebook.parent.name, folder)
         nb = nbformat.read(notebook, as_version=4)
         ids = [nbgrader_meta(c).get("grade_id", "") for c in nb.cells]
         cells = dict(zip(ids, nb.cells, strict=True))
@@ -132,18 +166,12 @@ def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path)
                     if c.cell_type == "code" and gid not in skipped]
         client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": str(folder)}})
-        old = os.environ.get("NBGRADER_EXECUTION")
-        os.environ["NBGRADER_EXECUTION"] = "autograde"  # read by the kernel when it starts
-        try:
-            with client.setup_kernel():
-                for index, cell in enumerate(nb.cells):
-                    client.execute_cell(cell, index)
-                    assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
-                yield MistakeKernel(client, cells)
-        finally:
-            if old is None:
-                os.environ.pop("NBGRADER_EXECUTION", None)
-            else:
-                os.environ["NBGRADER_EXECUTION"] = old
+        kernel = MistakeKernel(client, cells, tests, cases)
+        with client.setup_kernel(env=kernel_env(True, path)):
+            for cell in nb.cells:
+                gid = nbgrader_meta(cell).get("grade_id")
+                found = kernel.run(cell.source, gid)
+                assert not found, (gid, found)
+            yield kernel
 
     return manager()

@@ -205,7 +205,7 @@ def test_assignment_01_catches_common_mistakes(mistake, tmp_path):
     # run only up to the test cell that must fail
     stop = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == test_id)
     nb.cells = nb.cells[: stop + 1]
-    execute(nb, _copy_folder(path, tmp_path).parent, allow_errors=True)
+    execute(nb, _copy_folder(path, tmp_path).parent, allow_errors=True, judge_as="01_backprop")
     found = errors(nb.cells[stop])
     assert found, f"{test_id} passed although {grade_id} has the mistake {new or old!r}"
     assert re.search(message, found[0]), found[0]
