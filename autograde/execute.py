@@ -34,27 +34,99 @@ from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Bool, Integer
 
-from autograde import verdict
+from autograde import sandbox, verdict
 from sit471.channel import CASES_ENV, write_cases
 
 #: Name of the grader's file of inputs in the kernel's working directory.
 CASES_FILE = ".sit471-cases.json"
 
 
+#: ``grade(..., sandbox=False)`` (``sit471 grade --no-sandbox``) turns this off in its workers
+SANDBOX = {"on": True}
+
+
 class LimitedKernelManager(AsyncKernelManager):
-    """Starts the kernel through ``autograde.kernel``, which applies the memory limit."""
+    """Starts the kernel in the bubblewrap sandbox (``autograde/sandbox.py``) under limits.
+
+    The kernel talks to us over unix sockets (``ipc`` transport) in a private directory,
+    the only host folder it may write; ``autograde/kernel.py`` applies the limits inside.
+    Without the sandbox (``--no-sandbox``) only the memory limit applies, as before.
+    """
 
     memory_limit_mb = Integer(2048, help="address-space limit of the kernel (0: none)").tag(
         config=True
     )
+    nproc_limit = Integer(256, help="processes + threads the kernel may run").tag(config=True)
+    fsize_limit_mb = Integer(64, help="largest file the kernel may write (MiB)").tag(config=True)
+    cpu_limit_s = Integer(300, help="CPU seconds per kernel process").tag(config=True)
+    work_size_mb = Integer(256, help="size of the writable working directory (MiB)").tag(
+        config=True
+    )
+    tmp_size_mb = Integer(256, help="size of the kernel's private /tmp (MiB)").tag(config=True)
+    hide_reference = Bool(True, help="sit471/reference invisible in the sandbox").tag(
+        config=True
+    )
+
+    def limits(self) -> sandbox.Limits:
+        return sandbox.Limits(self.memory_limit_mb, self.nproc_limit, self.fsize_limit_mb,
+                              self.cpu_limit_s, self.work_size_mb, self.tmp_size_mb)
+
+    async def _async_pre_start_kernel(self, **kw):
+        if SANDBOX["on"]:
+            reason = sandbox.unavailable_reason()
+            if reason:
+                raise RuntimeError(f"cannot sandbox the kernel: {reason}; {sandbox.ADVICE}")
+            self._release_sandbox()  # a restart gets a fresh directory and uid
+            self._ipc_dir = tempfile.mkdtemp(prefix="sit471-ipc-")
+            self._lease = sandbox.UidLease() if os.geteuid() == 0 else None
+            if self._lease is not None:
+                os.chown(self._ipc_dir, self._lease.uid, self._lease.uid)
+            # a signal to our child would reach only bwrap (the kernel has its own session):
+            # interrupts go as a message on the control channel
+            self.kernel_spec.interrupt_mode = "message"
+            self.transport = "ipc"
+            self.ip = os.path.join(self._ipc_dir, "k")
+            self.connection_file = os.path.join(self._ipc_dir, "kernel.json")
+        return await super()._async_pre_start_kernel(**kw)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
-        if self.memory_limit_mb <= 0:
-            return cmd
+        if SANDBOX["on"] or self.memory_limit_mb <= 0:
+            return cmd  # sandboxed: the launcher sets the limits (see _async_launch_kernel)
         return [sys.executable, "-m", "autograde.kernel", str(self.memory_limit_mb), "--", *cmd]
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        if SANDBOX["on"]:
+            uid = self._lease.uid if self._lease is not None else None
+            if uid is not None:
+                os.chown(self.connection_file, uid, uid)
+            scratch = kw.get("cwd") or os.path.join(self._ipc_dir, "empty")
+            os.makedirs(scratch, exist_ok=True)
+            kernel_cmd = sandbox.build_command(
+                kernel_cmd, scratch=scratch, ipc_dir=self._ipc_dir,
+                env=kw.get("env") or dict(os.environ), limits=self.limits(), uid=uid,
+                hide_reference=self.hide_reference,
+            )
+            kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap clears it
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            self._release_sandbox()
+
+    cleanup_resources = _async_cleanup_resources  # AsyncKernelManager's is the coroutine
+
+    def _release_sandbox(self) -> None:
+        """After the kernel is gone: its uid back to the pool, its socket directory away."""
+        lease, self._lease = getattr(self, "_lease", None), None
+        if lease is not None:
+            lease.release()
+        ipc_dir, self._ipc_dir = getattr(self, "_ipc_dir", None), None
+        if ipc_dir:
+            shutil.rmtree(ipc_dir, ignore_errors=True)
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
