@@ -20,11 +20,12 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,10 +34,13 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins.export import CsvExportPlugin
+from pebble import ProcessExpired, ProcessPool
 from sqlalchemy.exc import SAWarning
 
-from autograde import verdict
+from autograde import execute, verdict
+from autograde import sandbox as kernel_sandbox
 from autograde.course import (
+    CONFIG_FILE,
     CourseError,
     check_assignment,
     failure_reason,
@@ -112,13 +116,16 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def _grade_student(work_root: str, name: str, student: str) -> tuple[str, str | None]:
+def _grade_student(
+    work_root: str, name: str, student: str, sandboxed: bool = True
+) -> tuple[str, str | None]:
     """Autograde one student and write their feedback (runs in a worker process).
 
     Everything nbgrader and the student's kernel print goes to ``logs/<student>.log`` in
     the grading copy, so the terminal shows only progress.
     """
     root = Path(work_root)
+    execute.SANDBOX["on"] = sandboxed
     # One math thread per kernel: parallel graders share the cores instead of fighting over them.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -170,9 +177,31 @@ def _grade_cells(notebook: Path) -> list[tuple[str, float, bool]]:
     return out
 
 
-def _failure_reasons(notebook: Path) -> list[str]:
+def _limit_words(work: Path) -> list[tuple[re.Pattern, str]]:
+    """(error pattern, plain words) for the sandbox's limits, with this course's values."""
+    defaults = execute.LimitedKernelManager.class_traits()
+    conf = load_config(work).LimitedKernelManager
+
+    def value(trait: str) -> int:
+        return conf.get(trait, defaults[trait].default_value)
+
+    return [
+        (re.compile(r"^(BlockingIOError: \[Errno 11\]|RuntimeError: can't start new thread)"),
+         f"started more than {value('nproc_limit')} processes or threads (the limit)"),
+        (re.compile(r"^\w*Error: \[Errno 27\] File too large"),
+         f"wrote a file larger than {value('fsize_limit_mb')} MiB (the limit)"),
+        (re.compile(r"^\w*Error: \[Errno 28\] No space left"),
+         f"filled its disk space ({value('work_size_mb')} MiB, /tmp "
+         f"{value('tmp_size_mb')} MiB: the limit)"),
+        (re.compile(r"^(ConnectionRefusedError|\w*Error: \[Errno (101|111)\]|gaierror)"),
+         "tried to use the network (grading has none)"),
+    ]
+
+
+def _failure_reasons(notebook: Path, limits: list[tuple[re.Pattern, str]] = ()) -> list[str]:
     """From the autograded copy: 'test_x: ErrorName: message' for each graded cell that
-    raised, and 'cell x: ...' for errors, tripped limits and cut output in other cells."""
+    raised, and 'cell x: ...' for errors, tripped limits and cut output in other cells.
+    A tripped sandbox limit (``limits``, from ``_limit_words``) is said in plain words."""
     reasons = []
     for k, cell in enumerate(json.loads(notebook.read_text())["cells"]):
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -188,6 +217,8 @@ def _failure_reasons(notebook: Path) -> list[str]:
                 if ename == "NotImplementedError" and not evalue:
                     evalue = "not answered yet"
                 message = f"{ename}: {evalue}".splitlines()[0][:200]
+                message = next((words for pattern, words in limits if pattern.match(message)),
+                               message)
                 reasons.append(f"{label}: {message}")
     return reasons
 
@@ -244,24 +275,77 @@ def _prepare(
 
 
 def _run_graders(
-    pool: ProcessPoolExecutor, work: Path, name: str, students: list[str], progress: bool
+    pool: ProcessPool, work: Path, name: str, students: list[str], progress: bool,
+    sandboxed: bool = True,
 ) -> dict[str, str]:
-    """Grade ``students`` in the pool; returns a failure reason per student that failed."""
+    """Grade ``students`` in the pool; returns a failure reason per student that failed.
+
+    A worker that dies (killed, crashed, out of memory) or hangs past the time limit costs
+    only the student it was grading: pebble replaces it and the student is graded again on
+    a fresh worker; a second failure gives that student 0 with the reason.
+    """
+    notebook_timeout = load_config(work).LimitedExecute.get("notebook_timeout", 300)
+    limit = 2 * notebook_timeout + 120  # the kernel's own limits stop it long before
     failures: dict[str, str] = {}
-    futures = [pool.submit(_grade_student, str(work), name, sid) for sid in students]
-    for done, future in enumerate(as_completed(futures), start=1):
-        try:
-            sid, error = future.result()
-        except Exception as exc:  # a worker died: charge it to that student only
-            sid = students[futures.index(future)]
-            error = f"the grading process failed: {type(exc).__name__}: {exc}"
-        if error:
-            failures[sid] = error
-        if progress:
-            print(f"[{name}] {done}/{len(students)} graded ({sid}"
-                  f"{': ' + error if error else ''}); failures so far: {len(failures)}",
-                  file=sys.stderr, flush=True)
+    attempts = dict.fromkeys(students, 0)
+    pending = {}
+
+    def submit(sid: str) -> None:
+        attempts[sid] += 1
+        future = pool.schedule(_grade_student, args=(str(work), name, sid, sandboxed),
+                               timeout=limit)
+        pending[future] = sid
+
+    for sid in students:
+        submit(sid)
+    done = 0
+    while pending:
+        finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in finished:
+            sid = pending.pop(future)
+            try:
+                _, error = future.result()
+            except Exception as exc:  # the worker died or hung: a fresh worker tries again
+                if attempts[sid] < 2:
+                    submit(sid)
+                    continue
+                error = f"the grading process failed twice ({_worker_failure(exc, limit)})"
+            done += 1
+            if error:
+                failures[sid] = error
+            if progress:
+                print(f"[{name}] {done}/{len(students)} graded ({sid}"
+                      f"{': ' + error if error else ''}); failures so far: {len(failures)}",
+                      file=sys.stderr, flush=True)
     return failures
+
+
+def _worker_failure(exc: BaseException, limit: float) -> str:
+    if isinstance(exc, ProcessExpired):
+        code = exc.exitcode
+        how = f"killed by signal {-code}" if code and code < 0 else f"exit status {code}"
+        return f"the worker died: {how}"
+    if isinstance(exc, TimeoutError):
+        return f"it took longer than {limit:g} s"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _backup_gradebook(work: Path) -> None:
+    """Keep the gradebook as it was before this run (``gradebook.db.bak``), a consistent copy
+    taken with SQLite's backup API, so that a run killed while writing loses nothing."""
+    if not (work / CONFIG_FILE).is_file():
+        return
+    url = CourseDirectory(config=load_config(work)).db_url
+    path = Path(url.removeprefix("sqlite:///").split("?")[0]) if url.startswith(
+        "sqlite:///") else None
+    if path is None or not path.is_file():
+        return
+    tmp = path.with_name(path.name + ".bak.tmp")
+    with sqlite3.connect(path) as src, sqlite3.connect(tmp) as dest:
+        src.backup(dest)
+    src.close()
+    dest.close()
+    os.replace(tmp, path.with_name(path.name + ".bak"))
 
 
 def grade(
@@ -273,21 +357,33 @@ def grade(
     regexp: str = DEFAULT_ZIP_REGEXP,
     progress: bool = True,
     due: datetime | None = None,
+    sandbox: bool = True,
 ) -> GradeReport:
-    """Grade every submission of ``name`` found in ``submissions``; results go to ``out``."""
+    """Grade every submission of ``name`` found in ``submissions``; results go to ``out``.
+
+    Each kernel runs in the sandbox (``autograde/sandbox.py``); where it cannot be had this
+    refuses (``CourseError``) unless ``sandbox`` is False (``sit471 grade --no-sandbox``).
+    """
     check_assignment(course_root, name)
+    if sandbox and (reason := kernel_sandbox.unavailable_reason()):
+        raise CourseError(f"cannot sandbox the students' kernels: {reason}; "
+                          f"{kernel_sandbox.ADVICE}")
+    if not sandbox:
+        print("sit471 grade: --no-sandbox: student code runs unconfined, as you, with your "
+              "files and network", file=sys.stderr, flush=True)
     jobs = jobs or os.cpu_count() or 1
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPool(max_workers=jobs, context=context) as pool:
         for _ in range(jobs):  # workers start (and import nbgrader) while we prepare
-            pool.submit(_warm_up)
+            pool.schedule(_warm_up)
+        _backup_gradebook(out / "nbgrader")
         work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due)
         # A submission without any of the assignment's notebooks scores 0 with the note
         # from collect(); nbgrader is not asked to grade it.
         expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
         gradable = [s for s in students
                     if any((work / "submitted" / s / name / nb).is_file() for nb in expected)]
-        failures = _run_graders(pool, work, name, gradable, progress)
+        failures = _run_graders(pool, work, name, gradable, progress, sandbox)
 
     db_url = CourseDirectory(config=load_config(work)).db_url
     report = _collect_results(work, name, students, db_url)
@@ -306,6 +402,7 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
     tests = [(grade_id, points) for grade_id, points, _ in cells]
     manual = [grade_id for grade_id, _, auto in cells if not auto]
     results = []
+    limits = _limit_words(work)
     with Gradebook(db_url, "sit471") as gb:
         for sid in students:
             result = StudentResult(sid, max_score=sum(p for _, p in tests))
@@ -324,7 +421,7 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
                     result.points[g.name] = float(g.score)
                 autograded = work / "autograded" / sid / name / f"{notebook.name}.ipynb"
                 if autograded.is_file():
-                    result.reasons += _failure_reasons(autograded)
+                    result.reasons += _failure_reasons(autograded, limits)
             results.append(result)
     return GradeReport(name, tests, results, manual)
 

@@ -62,6 +62,14 @@ c.Execute.timeout = 30  # seconds per cell
 c.LimitedExecute.notebook_timeout = 120  # seconds for the whole notebook
 c.LimitedExecute.max_output_bytes = 1_000_000  # output kept per cell
 c.LimitedKernelManager.memory_limit_mb = 2048  # the student's kernel
+# The kernel's sandbox (autograde/sandbox.py): processes + threads, largest file written,
+# CPU seconds per process, sizes of its writable working directory and private /tmp.
+c.LimitedKernelManager.nproc_limit = 256
+c.LimitedKernelManager.fsize_limit_mb = 64
+c.LimitedKernelManager.cpu_limit_s = 300
+c.LimitedKernelManager.work_size_mb = 256
+c.LimitedKernelManager.tmp_size_mb = 256
+c.LimitedKernelManager.hide_reference = True  # sit471/reference invisible to the kernel
 
 # Late submissions (the due date comes from `sit471 grade --due`): 10 % of the score per
 # started day late.
