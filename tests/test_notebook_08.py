@@ -96,6 +96,23 @@ MISTAKES_08 = [
      "should match it: the tolerance is 70 ms"),
 ]
 
+# Mistakes that the visible tests miss (they pass on the visible tests' shapes and values):
+# only the grader's half, on this run's inputs, catches them.
+GRADER_ONLY_08 = [
+    ("stft", "if hop > n_fft:", "if hop >= n_fft:", "test_stft",
+     r"stft\(\d+ samples, n_fft (\d+), hop \1\) raised ValueError"),
+    ("mel_filterbank", "freqs = np.arange(n_fft // 2 + 1) * sr / n_fft",
+     "freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)", "test_mel_filterbank",
+     r"mel_filterbank\(12000, \d+, .* the bin frequencies are not k \* sr / n_fft"),
+    ("log_mel_spectrogram", "fmax = sr / 2 if fmax is None else fmax", "fmax = sr / 2",
+     "test_log_mel_spectrogram", r"log_mel_spectrogram\(\d+ samples, sr 16000.* fmax was ignored"),
+    ("pick_peaks", "(a >= left)", "(a > left)", "test_pick_peaks",
+     r"pick_peaks\(threshold .* on a plateau every frame >= both neighbours is a candidate"),
+    ("beat_f_measure", "<= window:", "< window:", "test_beat_f_measure",
+     r"window 0.0625\) is wrong; it looks like \|e - r\| < window was used"),
+]
+MISTAKES_08 += GRADER_ONLY_08
+
 
 def _grade_id(cell: nbformat.NotebookNode) -> str:
     return nbgrader_meta(cell).get("grade_id", "")
@@ -112,6 +129,31 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
 )
 def test_assignment_08_catches_common_mistakes(kernel, mistake):
     print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
+
+
+@pytest.mark.parametrize("mistake", GRADER_ONLY_08, ids=[m[0] for m in GRADER_ONLY_08])
+def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
+    """The visible tests alone let these through; the grader's verdict is what catches them."""
+    assert kernel.check_mistake(mistake).startswith("GraderVerdict: ")
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_08, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_08)]
+)
+def test_the_grader_alone_catches_every_mistake(kernel, mistake):
+    """A kernel that skips the visible tests gains nothing: the hidden half fails by itself."""
+    from autograde.demo import solution_text
+
+    grade_id, old, new, test_id, _ = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    hidden = kernel.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[1]
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        found = kernel.run(hidden, test_id)
+    finally:
+        assert not kernel.run(answer)
+    assert found and found[0].startswith("GraderVerdict: "), (test_id, new, found)
+    print(f"{grade_id} with {new!r} -> {found[0]}")
 
 
 def test_every_test_passes_again_after_the_mistakes(kernel):
