@@ -1,22 +1,24 @@
 """Assignment 02 (02_training): common mistakes are caught by the named test with a helpful
 message, the written answer is a manually graded cell, and the notebook keeps its time budget.
 
-The notebook runs once, as autograding runs it, in one kernel per test worker. Each mistake then
-redefines one answer with the mistake, runs that exercise's test cell, and restores the right
-answer, so the cases are independent and take a fraction of a second each.
+The notebook runs once, as autograding runs it (with the grader's inputs for the hidden tests
+and the grader's verdict on every test cell), in one kernel per test worker: conftest's
+``mistake_kernel``. Each mistake then redefines one answer with the mistake, runs that
+exercise's test cell (visible tests in the kernel, then the grader's verdict on the results its
+hidden half sent), and restores the right answer, so the cases are independent and take a
+fraction of a second each. ``GRADER_ONLY`` are mistakes the visible tests miss: only the
+grader's half, on its own inputs, catches them.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
 
 import nbformat
 import pytest
-from conftest import COURSE, errors, nbgrader_meta
-from nbclient import NotebookClient
+from conftest import COURSE, mistake_kernel, nbgrader_meta
 
 from autograde.demo import build_submission, solution_text
 from autograde.release import release
@@ -72,10 +74,31 @@ MISTAKES = [
      r"a tie was taken as an improvement"),
 ]
 
-
-def _cells(nb):
-    return {nbgrader_meta(c)["grade_id"]: (i, c) for i, c in enumerate(nb.cells)
-            if nbgrader_meta(c)}
+# Mistakes that pass every visible test: the grader's half catches them on its own inputs.
+GRADER_ONLY = [
+    ("iterations_per_epoch",
+     "import math\n    return math.ceil(n / batch_size) if not drop_last else n // batch_size",
+     None, "test_iterations_per_epoch",
+     r"^GraderVerdict: iterations_per_epoch\(\d+, \d+, drop_last=False\) is wrong; it looks "
+     r"like n / batch_size was used: a float, inexact for large n"),
+    ("minibatches", "rng.permutation(n) if shuffle", "rng.choice(n, size=n, replace=False) if "
+     "shuffle", "test_minibatches",
+     r"^GraderVerdict: batch 0 of epoch 0 is wrong .*draw the order with rng\.permutation\(n\)"),
+    ("sgd_epoch", "minibatches(len(X), batch_size, rng)",
+     "minibatches(len(X), batch_size, rng, shuffle=False)", "test_sgd_epoch",
+     r"^GraderVerdict: losses for n=\d+, .* it looks like the examples were not shuffled"),
+    ("smooth", "finite = np.isfinite(y)", "finite = ~np.isnan(y)", "test_smooth",
+     r"^GraderVerdict: smooth of \d+ values with weight .* has NaN or infinity where the input "
+     r"is finite"),
+    ("suggest_lr", "return float(np.asarray(lrs)[np.nanargmin(losses)] / 10)", None,
+     "test_suggest_lr",
+     r"^GraderVerdict: suggest_lr on a curve of 60 points is wrong; it looks like an infinite "
+     r"loss was taken as the minimum"),
+    ("best_epoch", "best, best_i, waited = loss, i, 0", "best, best_i = loss, i",
+     "test_best_epoch",
+     r"^GraderVerdict: best_epoch on a curve of \d+ epochs, patience \d+ is wrong; it looks "
+     r"like the count of epochs without improvement was not reset"),
+]
 
 
 def _mutated(source: str, old: str, new: str | None) -> str:
@@ -83,56 +106,77 @@ def _mutated(source: str, old: str, new: str | None) -> str:
     if new is None:  # replace the whole body after the docstring
         head = source[: source.index('"""', source.index('"""') + 3) + 3]  # def + docstring
         return head + "\n    " + old + "\n"
-    assert old in source, old
+    assert source.count(old) == 1, old
     return source.replace(old, new)
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-    """The source notebook executed top to bottom as autograding runs it, in a copy of its
-    folder (whatever it writes stays out of the repository); its kernel stays up."""
-    folder = tmp_path_factory.mktemp("nb02") / NAME
-    shutil.copytree(SOURCE.parent, folder, ignore=shutil.ignore_patterns("runs"))
-    nb = nbformat.read(folder / SOURCE.name, as_version=4)
-    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(folder)}})
-    env = dict(os.environ, NBGRADER_EXECUTION="autograde")
-    with client.setup_kernel(env=env):
-        start = time.perf_counter()
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)
-                assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
-        elapsed = time.perf_counter() - start
+    """The source notebook executed as autograding runs it (up to its last graded test), in a
+    copy of its folder, with the grader's inputs and verdicts; its kernel stays up."""
+    start = time.perf_counter()
+    with mistake_kernel(SOURCE, "test_best_epoch", set(), tmp_path_factory.mktemp("nb02")) as k:
+        yield k, time.perf_counter() - start
 
-        def run(source: str, index: int) -> list[str]:
-            cell = nbformat.v4.new_code_cell(source)
-            client.execute_cell(cell, index)
-            return errors(cell)
 
-        yield run, _cells(nb), elapsed
+def _check(kernel, mistake) -> str:
+    k, _ = kernel
+    answer_id, old, new, test_id, message = mistake
+    answer, test = k.cells[answer_id].source, k.cells[test_id].source
+    try:
+        assert not k.run(_mutated(answer, old, new)), "mutation must run"
+        found = k.run(test, test_id)
+    finally:
+        assert not k.run(solution_text(answer))
+    assert found, f"{test_id} passed although {answer_id} has the mistake {new or old!r}"
+    assert re.search(message, found[0], re.S), found[0]
+    assert not k.run(test, test_id), f"{test_id} fails on the restored answer"
+    print(f"{answer_id} with {new or old!r} -> {found[0]}")
+    return found[0]
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES)])
 def test_assignment_02_catches_common_mistakes(kernel, mistake):
-    run, cells, _ = kernel
-    answer_id, old, new, test_id, message = mistake
-    answer_index, answer = cells[answer_id]
-    test_index, test = cells[test_id]
+    found = _check(kernel, mistake)
+    assert found.startswith(("AssertionError", "GraderVerdict")), found
+
+
+@pytest.mark.parametrize("mistake", GRADER_ONLY,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(GRADER_ONLY)])
+def test_assignment_02_grader_catches_what_visible_tests_miss(kernel, mistake):
+    k, _ = kernel
+    answer_id, old, new, test_id, _ = mistake
+    # the visible tests alone (the cell without its hidden half) pass with the mistake
+    visible = k.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[0]
     try:
-        assert not run(_mutated(answer.source, old, new), answer_index), "mutation must run"
-        found = run(test.source, test_index)
+        assert not k.run(_mutated(k.cells[answer_id].source, old, new))
+        assert not k.run(visible), f"the visible tests of {test_id} catch this mistake already"
     finally:
-        assert not run(solution_text(answer.source), answer_index)
-    assert found, f"{test_id} passed although {answer_id} has the mistake {new or old!r}"
-    assert found[0].startswith("AssertionError"), found[0]
-    assert re.search(message, found[0]), found[0]
-    assert not run(test.source, test_index), f"{test_id} fails on the restored answer"
-    print(f"{answer_id} with {new or old!r} -> {found[0]}")
+        assert not k.run(solution_text(k.cells[answer_id].source))
+    found = _check(kernel, mistake)
+    assert len(found) < 400
+
+
+@pytest.mark.parametrize("mistake", MISTAKES + GRADER_ONLY,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES + GRADER_ONLY)])
+def test_assignment_02_grader_alone_catches_every_mistake(kernel, mistake):
+    """A kernel that skips the visible tests gains nothing: the hidden half alone (the probe,
+    judged by the grader) fails on every listed mistake."""
+    k, _ = kernel
+    answer_id, old, new, test_id, _ = mistake
+    source = k.cells[test_id].source
+    hidden = source[source.index("### BEGIN HIDDEN TESTS"):]
+    try:
+        assert not k.run(_mutated(k.cells[answer_id].source, old, new))
+        found = k.run(hidden, test_id)
+    finally:
+        assert not k.run(solution_text(k.cells[answer_id].source))
+    assert found and found[0].startswith("GraderVerdict: "), (test_id, new or old, found)
+    assert not k.run(hidden, test_id)
 
 
 def test_notebook_02_runs_within_its_budget_when_graded(kernel):
-    _, _, elapsed = kernel
+    _, elapsed = kernel
     print(f"02_training executed in {elapsed:.1f} s as autograding runs it")
     assert elapsed < BUDGET_S
 
