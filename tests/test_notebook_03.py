@@ -8,6 +8,8 @@ fail with a message that names the mistake.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import matplotlib
@@ -16,6 +18,10 @@ import numpy as np
 import pytest
 from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
 from test_layers_reference import Case, torch_mismatches
+
+from autograde.hidden.cnn_layers import CONV_BACKWARD, CONV_FAST, CONV_NAIVE, POOL, SOFTMAX
+from autograde.verdict import hidden_tests
+from sit471.channel import encode
 
 matplotlib.use("Agg")
 
@@ -240,6 +246,23 @@ MISTAKES_03 = [
         "test_cnn_loss",
         r"scores with w2 = 0, b2 = \[1, 2, 3\]",
     ),
+    # caught only by the grader's half: the visible tests use other strides and shapes
+    (
+        "im2col",
+        "seen = xp[:, :, i:i + stride * H_out:stride, j:j + stride * W_out:stride]",
+        "seen = xp[:, :, i:i + H_out, j:j + W_out]",
+        "test_im2col",
+        r"GraderVerdict: im2col of x 2x3x7x6, 3x2 window, stride 2, pad 1 is wrong; "
+        r"it looks like the stride was ignored",
+    ),
+    (
+        "maxpool_forward",
+        "H_out = conv_output_size(H, size, stride)\n    W_out = conv_output_size(W, size, stride)",
+        "H_out, W_out = H // stride, W // stride",
+        "test_maxpool_forward",
+        r"GraderVerdict: out for x 2x2x5x9, size 3, stride 1 has shape \(2, 2, 5, 9\), "
+        r"expected \(2, 2, 3, 7\)",
+    ),
 ]
 
 
@@ -271,30 +294,167 @@ def test_mistake_table_covers_every_exercise():
     assert answers == {m[0] for m in MISTAKES_03}
 
 
+# ----------------------------------------------------------------------------- the grader's half
+
+# Mistakes the grader must catch on its own, with the visible tests skipped (as a kernel that
+# rewrites its cells could): only the hidden half of the test cell is run.
+GRADER_ALONE = [
+    ("conv_output_size", "if span < 0 or span % stride != 0:", "if span < 0:",
+     "test_conv_output_size", "should raise ValueError"),
+    ("conv_output_size", "return span // stride + 1", "return span / stride + 1",
+     "test_conv_output_size", "should be an int"),
+    ("conv_output_size", "span = side + 2 * pad - k", "span = side + pad - k",
+     "test_conv_output_size", "padding is added on both sides"),
+    ("conv_forward_naive", "return out, (x, w, b, stride, pad)", "return out, (x, w, b)",
+     "test_conv_forward_naive", r"the cache for .* should be the tuple \(x, w, b, stride, pad\)"),
+    ("conv_forward_naive", "np.sum(window * w[f]) + b[f]", "np.sum(window * w[f])",
+     "test_conv_forward_naive", "the bias is missing"),
+    ("conv_forward_naive", "np.sum(window * w[f])", "np.sum(window[0] * w[f, 0])",
+     "test_conv_forward_naive", "only the first input channel was used"),
+    ("conv_forward_naive", "np.sum(window * w[f])", "np.sum(window * w[f, :, ::-1, ::-1])",
+     "test_conv_forward_naive", "the kernel was flipped"),
+    ("im2col", "return cols.reshape(C * HH * WW, N * H_out * W_out)",
+     "return cols.transpose(1, 2, 0, 3, 4, 5).reshape(C * HH * WW, N * H_out * W_out)",
+     "test_im2col", "the channel must come first"),
+    ("conv_forward", "out = out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3)",
+     "out = out.reshape(N, F, H_out, W_out)", "test_conv_forward", "without swapping the axes"),
+    ("conv_backward", "w[:, :, i, j])", "w[:, :, HH - 1 - i, WW - 1 - j])",
+     "test_conv_backward", "not rotated by 180 degrees"),
+    ("conv_backward", "dx = dx_pad[:, :, pad:pad + H, pad:pad + W]",
+     "dx = dx_pad[:, :, pad:-pad, pad:-pad]", "test_conv_backward",
+     r"dx is empty .* \[pad:pad \+ H\]"),
+    ("conv_backward", "db = dout.sum(axis=(0, 2, 3))", "db = dout.mean(axis=(0, 2, 3))",
+     "test_conv_backward", "db was averaged instead of summed"),
+    ("relu", "return dout * (x > 0)", "return dout * (x >= 0)", "test_relu",
+     "slope at x = 0 should be 0"),
+    ("relu", "return np.maximum(x, 0), x", "return np.maximum(x, 0), np.maximum(x, 0)",
+     "test_relu", r"the cache of relu_forward .* is wrong"),
+    ("maxpool_forward", "out[:, :, r, c] = window.max(axis=(2, 3))",
+     "out[:, :, r, c] = window.max(axis=(1, 2, 3))[:, None]", "test_maxpool_forward",
+     "the channels were pooled together"),
+    ("maxpool_backward", "dx[n, ch, r * stride + i, c * stride + j] += dout[:, :, r, c]",
+     "dx[:, :, r * stride:r * stride + size, c * stride:c * stride + size] += "
+     "dout[:, :, r, c, None, None] / size**2", "test_maxpool_backward", "spread evenly"),
+    ("maxpool_backward", "dx[n, ch, r * stride + i, c * stride + j] += dout[:, :, r, c]",
+     "dx[n, ch, r * stride + i, c * stride + j] = dout[:, :, r, c]", "test_maxpool_backward",
+     r"add the gradients \(\+=\) instead of overwriting"),
+    ("affine_forward", "out = x.reshape(x.shape[0], -1) @ w + b",
+     "out = x.reshape(x.shape[0], -1) @ w", "test_affine_forward", "the bias is missing"),
+    ("affine_forward", "return out, (x, w, b)", "return out, (x.reshape(len(x), -1), w, b)",
+     "test_affine_forward", r"cache\[0\] for .* \(should be x\)"),
+    ("affine_backward", "db = dout.sum(axis=0)", "db = dout.mean(axis=0)",
+     "test_affine_backward", "db was averaged"),
+    ("softmax_cross_entropy", "loss = -log_probs[rows, y].mean()",
+     "loss = -log_probs[rows, y].sum()", "test_softmax_cross_entropy",
+     "summed instead of averaged"),
+    ("softmax_cross_entropy", "return float(loss), dscores / N", "return float(loss), dscores",
+     "test_softmax_cross_entropy", "dscores was not divided by N"),
+    ("softmax_cross_entropy", "shifted = scores - scores.max(axis=1, keepdims=True)",
+     "shifted = scores", "test_softmax_cross_entropy", "overflows for scores of size"),
+    ("cnn_loss", "dh = relu_backward(da, relu_cache)", "dh = da", "test_cnn_loss",
+     r"grads\['w1'\] .* the ReLU's backward pass is missing"),
+]
+
+
+@pytest.mark.parametrize(
+    "mistake", GRADER_ALONE, ids=[f"{m[0]}-{i}" for i, m in enumerate(GRADER_ALONE)]
+)
+def test_the_grader_alone_catches_common_mistakes(kernel, mistake):
+    from autograde.demo import solution_text
+
+    grade_id, old, new, test_id, message = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    assert answer.count(old) == 1, (grade_id, old)
+    source = kernel.cells[test_id].source
+    hidden_half = source[source.index("### BEGIN HIDDEN TESTS"):]
+    assert not kernel.run(hidden_half, test_id), "the correct answer fails the grader"
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        found = kernel.run(hidden_half, test_id)
+    finally:
+        assert not kernel.run(answer)
+    assert found and found[0].startswith("GraderVerdict: "), (test_id, new, found)
+    assert re.search(message, found[0], re.S), found[0]
+    print(f"{grade_id} with {new!r} -> {found[0]}")
+
+
+def test_every_hidden_test_has_a_grader_half_and_fresh_inputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    graded = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("grade")}
+    tests = hidden_tests("03_cnn_layers")
+    assert set(tests.checkers) == graded == set(tests.makers)
+    one, two = tests.make_cases(1), tests.make_cases(2)
+    for gid in graded:
+        assert json.dumps(encode(one[gid])) != json.dumps(encode(two[gid])), gid
+        assert json.dumps(encode(one[gid])) == json.dumps(encode(tests.make_cases(1)[gid]))
+    assert "sit471.reference" not in NOTEBOOK.read_text()
+
+
+def _train_reference(seed: int) -> tuple[dict, list[float]]:
+    """train_sgd of the notebook (init_cnn, 10 epochs, batches of 32, momentum 0.9), with the
+    reference layers."""
+    from autograde.hidden.cnn_layers import ref_cnn_loss
+    from sit471.data import digits
+
+    rng = np.random.default_rng(seed)
+    p = {"w1": rng.normal(scale=np.sqrt(2 / 9), size=(8, 1, 3, 3)), "b1": np.zeros(8),
+         "w2": rng.normal(scale=np.sqrt(1 / 128), size=(128, 10)), "b2": np.zeros(10)}
+    velocity = {k: np.zeros_like(v) for k, v in p.items()}
+    split, losses = digits(seed=seed), []
+    x, y = split["x_train"], split["y_train"]
+    for _ in range(10):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), 32):
+            batch = order[start:start + 32]
+            _, loss, grads, _ = ref_cnn_loss(p, x[batch], y[batch])
+            for k in p:
+                velocity[k] = 0.9 * velocity[k] - 0.05 * grads[k]
+                p[k] += velocity[k]
+            losses.append(loss)
+    return p, losses
+
+
+def test_training_is_judged_by_the_reference_on_the_graders_digits():
+    from autograde.verdict import judge_cell
+
+    tests = hidden_tests("03_cnn_layers")
+    cases = tests.make_cases(20261201)["test_train_digits"]
+    check = tests.checkers["test_train_digits"]
+
+    def verdict(params, loss):
+        payload = {"grade_id": "test_train_digits",
+                   "results": [{"ok": encode({"params": params, "loss": np.asarray(loss)})}]}
+        return judge_cell("test_train_digits", [payload], cases, check)
+
+    params, losses = _train_reference(cases[0]["seed"])
+    assert verdict(params, losses) is None
+    untrained = {k: np.zeros_like(v) for k, v in params.items()}
+    assert re.match(r"test accuracy \d+\.\d% < 90 %", verdict(untrained, losses))
+    assert "did not go down" in verdict(params, losses[::-1])
+    assert "NaN or infinite" in verdict(params, losses[:-1] + [float("nan")])
+    assert "has shape" in verdict(dict(params, w2=params["w2"].T), losses)
+
+
+def test_source_notebook_passes_the_graders_verdicts(tmp_path):
+    import shutil
+
+    from conftest import errors, execute
+
+    folder = tmp_path / NOTEBOOK.parent.name
+    shutil.copytree(NOTEBOOK.parent, folder)
+    nb = execute(nbformat.read(NOTEBOOK, as_version=4), folder, allow_errors=True,
+                 judge_as="03_cnn_layers")
+    for cell in nb.cells:
+        assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
+
+
 # ----------------------------------------------------------------------------- hidden-test shapes
 
-# The cases of the notebook's hidden tests (each must appear literally in the notebook, so the
-# two lists cannot drift apart). The reference, which grades against them, must agree with
-# torch on every one of them to 1e-10 in float64.
-HIDDEN_CONV = [  # (N, C, H, W, F, HH, WW, stride, pad)
-    (1, 1, 5, 5, 1, 3, 3, 1, 0),
-    (2, 3, 7, 6, 4, 3, 2, 2, 1),
-    (1, 2, 7, 6, 3, 2, 4, 3, 2),
-    (3, 1, 4, 5, 2, 1, 1, 1, 2),
-    (2, 2, 9, 9, 2, 5, 3, 2, 0),
-    (1, 3, 4, 4, 5, 4, 4, 1, 0),
-    (4, 3, 8, 8, 6, 3, 3, 1, 1),
-    (2, 3, 6, 6, 4, 3, 3, 1, 1),
-]
-HIDDEN_POOL = [  # ((N, C, H, W), size, stride)
-    ((1, 1, 4, 4), 2, 2),
-    ((2, 3, 7, 7), 3, 2),
-    ((2, 2, 5, 9), 3, 1),
-    ((1, 4, 6, 9), 3, 3),
-    ((3, 1, 7, 4), 1, 3),
-    ((2, 2, 8, 8), 4, 2),
-]
-HIDDEN_SOFTMAX = [(1, 10), (5, 4), (8, 2), (32, 10)]  # (N, K)
+# The shapes of the hidden tests (in the grader's module). The reference, which grades against
+# them, must agree with torch on every one of them to 1e-10 in float64.
+HIDDEN_CONV = sorted(set(CONV_NAIVE + CONV_FAST + CONV_BACKWARD))  # (N, C, H, W, F, HH, WW, s, p)
+HIDDEN_POOL = POOL  # ((N, C, H, W), size, stride)
+HIDDEN_SOFTMAX = SOFTMAX  # (N, K)
 
 
 def _hidden_cases() -> list[Case]:
@@ -306,12 +466,6 @@ def _hidden_cases() -> list[Case]:
     cases += [Case("maxpool", (x,), {"size": k, "stride": s}) for x, k, s in HIDDEN_POOL]
     cases += [Case("softmax_ce", ((N, K),), seed=7) for N, K in HIDDEN_SOFTMAX]
     return cases
-
-
-def test_hidden_test_cases_are_the_notebooks():
-    text = NOTEBOOK.read_text()
-    for case in HIDDEN_CONV + HIDDEN_POOL + HIDDEN_SOFTMAX:
-        assert str(case) in text, f"{case} is not a hidden-test case of {NOTEBOOK.name}"
 
 
 @pytest.mark.parametrize("case", _hidden_cases(), ids=str)
