@@ -93,6 +93,26 @@ MISTAKES_06 = [
      "test_density_map", "points outside the image counted"),
 ]
 
+# Mistakes the visible tests cannot see (they use 255, square 12 x 12 inputs, 8 channels, equal
+# in and out channels, 3-D depth maps): only the grader's inputs catch them, with its message.
+MISTAKES_06_GRADER = [
+    ("confusion_matrix", "keep = target != ignore_index", "keep = target != 255",
+     "test_confusion_matrix", r"^GraderVerdict: .*use the ignore_index argument, not 255"),
+    ("confusion_matrix", "keep = target != ignore_index",
+     "keep = (target != ignore_index) & (pred != ignore_index)", "test_confusion_matrix",
+     r"^GraderVerdict: .*PREDICTED \d+ were left out too"),
+    ("bilinear_kernel", "range(min(in_channels, out_channels))", "range(in_channels)",
+     "test_bilinear_kernel", r"^GraderVerdict: on the grader's inputs your code raised IndexError"),
+    ("pyramid_pooling", "nn.Conv2d(in_channels, in_channels // 4, 1)",
+     "nn.Conv2d(in_channels, 2, 1)", "test_pyramid_pooling",
+     r"^GraderVerdict: weight \(2, 16, 1, 1\).*\(C // 4, C, 1, 1\)"),
+    ("pyramid_pooling", "F.adaptive_avg_pool2d(x, b)", "F.avg_pool2d(x, h // b)",
+     "test_pyramid_pooling",
+     r"^GraderVerdict: (.*pooled with a fixed kernel|on the grader's inputs your code raised)"),
+    ("scale_invariant_loss", ".reshape(pred_log.shape[0], -1)", ".flatten(1, 2)",
+     "test_scale_invariant_loss", r"^GraderVerdict: scale_invariant_loss on \(4, 1, 7, 3\)"),
+]
+
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
@@ -107,9 +127,17 @@ def test_assignment_06_catches_common_mistakes(kernel, mistake):
     print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
 
 
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_06_GRADER,
+    ids=[f"{m[0]}-grader-{i}" for i, m in enumerate(MISTAKES_06_GRADER)],
+)
+def test_assignment_06_grader_catches_what_visible_tests_miss(kernel, mistake):
+    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
+
+
 def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_06}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
+    for test_id in sorted({m[3] for m in MISTAKES_06 + MISTAKES_06_GRADER}):
+        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
 
 
 def test_mistake_table_covers_every_exercise():
