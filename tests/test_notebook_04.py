@@ -15,7 +15,7 @@ import matplotlib
 import nbformat
 import numpy as np
 import pytest
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, hidden_cases, mistake_kernel, nbgrader_meta
 
 matplotlib.use("Agg")
 
@@ -175,13 +175,62 @@ MISTAKES_04 = [
 ]
 
 
+# Mistakes that pass the visible tests: only the grader's half, on other shapes and values
+# (nested submodules, deeper dotted names, another number of classes, dilation), finds them.
+GRADER_ONLY_04 = [
+    (
+        "freeze",
+        "for p in module.parameters():\n        p.requires_grad_(False)",
+        "for m in module.children():\n        for p in m.parameters(recurse=False):\n"
+        "            p.requires_grad_(False)",
+        "test_freeze",
+        r"^GraderVerdict: after freeze\(net\['1.1'\]\) 2 parameters are still trainable.*"
+        r"loop over module.parameters\(\)",
+    ),
+    (
+        "replace_head",
+        "parent = model.get_submodule(parent_name)",
+        "parent = getattr(model, parent_name) if parent_name else model",
+        "test_replace_head",
+        r"^GraderVerdict: replace_head\(model, '0.1.1', new\) raised AttributeError.*"
+        r"nested deeper",
+    ),
+    (
+        "finetune_param_groups",
+        'if name.rpartition(".")[2] == "bias":',
+        'if name == "bias":',
+        "test_finetune_param_groups",
+        r"^GraderVerdict: 4.0.bias has lr [\d.e-]+, expected [\d.e-]+ .*new 4,",
+    ),
+    (
+        "approach1",
+        "head = nn.Linear(model.classifier.head.in_features, num_classes)",
+        "head = nn.Linear(model.classifier.head.in_features, "
+        "model.classifier.head.out_features)",
+        "test_approach1",
+        r"^GraderVerdict: model.classifier.head should be a new nn.Linear\(64, [2-4]\), got "
+        r"Linear",
+    ),
+    (
+        "adapt_in_channels",
+        "padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None)",
+        "padding=conv.padding, bias=conv.bias is not None)",
+        "test_adapt_in_channels",
+        r"^GraderVerdict: copy the settings \(kernel_size, stride, padding, dilation, groups\)",
+    ),
+]
+MISTAKES_04 += GRADER_ONLY_04
+
+
 def _grade_id(cell: nbformat.NotebookNode) -> str:
     return nbgrader_meta(cell).get("grade_id", "")
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
-    with mistake_kernel(NOTEBOOK, LAST_TEST, SKIPPED, tmp_path_factory.mktemp("nb04")) as k:
+    tmp = tmp_path_factory.mktemp("nb04")
+    with mistake_kernel(NOTEBOOK, LAST_TEST, SKIPPED, tmp) as k:
+        k.folder = tmp / FOLDER.name  # where the grader's inputs are
         yield k
 
 
@@ -194,7 +243,43 @@ def test_assignment_04_catches_common_mistakes(kernel, mistake):
 
 def test_every_test_passes_again_after_the_mistakes(kernel):
     for test_id in sorted({m[3] for m in MISTAKES_04}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
+        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
+
+
+@pytest.mark.parametrize("mistake", GRADER_ONLY_04, ids=[m[0] for m in GRADER_ONLY_04])
+def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
+    grade_id, old, new, test_id, _ = mistake
+    answer = kernel.cells[grade_id].source
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        assert not kernel.run(kernel.cells[test_id].source), "the visible tests caught it"
+    finally:
+        assert not kernel.run(answer)
+
+
+def test_every_test_passes_on_other_grading_runs(kernel):
+    """Fresh inputs (other seeds): the reference answers pass every time, the thresholds of
+    the trained approaches included."""
+    for seed in (1, 2, 3):
+        kernel.tests, kernel.cases, _ = hidden_cases(FOLDER.name, kernel.folder, seed)
+        try:
+            for test_id in kernel.tests.grade_ids:
+                assert not kernel.run(kernel.cells[test_id].source, test_id), (seed, test_id)
+        finally:
+            kernel.tests, kernel.cases, _ = hidden_cases(FOLDER.name, kernel.folder)
+
+
+def test_hidden_inputs_differ_between_runs():
+    from autograde.verdict import hidden_tests
+
+    tests = hidden_tests(FOLDER.name)
+    assert tests.grade_ids == sorted(
+        nbgrader_meta(c)["grade_id"] for c in nbformat.read(NOTEBOOK, as_version=4).cells
+        if nbgrader_meta(c).get("grade"))
+    a, b = tests.make_cases(1), tests.make_cases(2)
+    assert not np.array_equal(a["test_adapt_in_channels"][0]["w"],
+                              b["test_adapt_in_channels"][0]["w"])
+    assert a["test_approach1"][0]["seed"] != b["test_approach1"][0]["seed"]
 
 
 def test_mistake_table_covers_every_exercise():
