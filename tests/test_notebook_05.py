@@ -85,7 +85,18 @@ MISTAKES_05 = [
      "touching boxes have IoU 0, which is not greater than a threshold of 0"),
     ("nms", "torch.argsort(-scores, stable=True)", "torch.argsort(-scores)", "test_nms",
      "lower index first"),
+    # caught by the grader's half only: right on the visible tests' shapes and values
+    ("regression_head", "nn.Linear(in_features, 1)", "nn.Linear(6, 1)", "test_regression_head",
+     r"RegressionHead\(1\) has 7 parameters, expected 2"),
+    ("regression_loss", "diff = pred - target", "diff = (pred - target).float()",
+     "test_regression_loss", r"is off by .*computed in float32"),
+    ("expected_value", "width = (high - low) / n_bins", "width = (high - low) // n_bins",
+     "test_expected_value", r"bin_centers\(.*the bin width rounded down \(//\)"),
+    ("box_iou", "area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])",
+     "area1 = (boxes1[:, 2] - boxes1[:, 0]) ** 2", "test_box_iou",
+     "the area of boxes1 from the width alone"),
 ]
+GRADER_ONLY = MISTAKES_05[-4:]
 
 
 def _grade_id(cell: nbformat.NotebookNode) -> str:
@@ -105,9 +116,46 @@ def test_assignment_05_catches_common_mistakes(kernel, mistake):
     print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
 
 
+def _hidden_half(source: str) -> str:
+    return source[source.index("### BEGIN HIDDEN TESTS"):]
+
+
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
+)
+def test_the_grader_alone_catches_every_mistake(kernel, mistake):
+    """A kernel that skips its visible tests gains nothing: the hidden half alone (the probe
+    and the grader's verdict) fails on every listed mistake."""
+    from autograde.demo import solution_text
+
+    grade_id, old, new, test_id, _ = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        found = kernel.run(_hidden_half(kernel.cells[test_id].source), test_id)
+    finally:
+        assert not kernel.run(answer)
+    assert found and found[0].startswith("GraderVerdict: "), (test_id, new, found)
+    print(f"{grade_id} with {new!r} -> {found[0]}")
+
+
+@pytest.mark.parametrize("mistake", GRADER_ONLY, ids=[m[0] for m in GRADER_ONLY])
+def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
+    from autograde.demo import solution_text
+
+    grade_id, old, new, test_id, _ = mistake
+    answer = solution_text(kernel.cells[grade_id].source)
+    visible = kernel.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[0]
+    assert not kernel.run(answer.replace(old, new))
+    try:
+        assert not kernel.run(visible), (test_id, new)
+    finally:
+        assert not kernel.run(answer)
+
+
 def test_every_test_passes_again_after_the_mistakes(kernel):
     for test_id in sorted({m[3] for m in MISTAKES_05}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
+        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
 
 
 def test_mistake_table_covers_every_exercise():
