@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -47,6 +48,8 @@ def encode(value: Any, depth: int = 0) -> Any:
         raise TypeError("the result is nested too deeply")
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         value = value.detach().cpu().numpy()
+    if isinstance(value, float) and not math.isfinite(value):
+        value = np.float64(value)  # JSON has no NaN or infinity: send it as an array
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (_ndarray, _generic)):
@@ -80,11 +83,14 @@ def decode(data: Any, depth: int = 0) -> Any:
     raise ValueError(f"unreadable value {str(data)[:60]!r}")
 
 
-def read_cases(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
-    """The grader's inputs: grade id -> list of cases (keyword arguments of the probe)."""
+def read_cases(path: str | os.PathLike, grade_id: str | None = None
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The grader's inputs: grade id -> list of cases (keyword arguments of the probe);
+    only ``grade_id``'s when given."""
     with open(path, encoding="utf-8") as fh:
         raw = json.load(fh)
-    return {gid: [decode(case) for case in cases] for gid, cases in raw.items()}
+    return {gid: [decode(case) for case in cases] for gid, cases in raw.items()
+            if grade_id is None or gid == grade_id}
 
 
 def write_cases(path: str | os.PathLike, cases: Mapping[str, list[Mapping[str, Any]]]) -> None:
@@ -103,7 +109,7 @@ def send(grade_id: str, probe: Callable[..., Any]) -> None:
         return
     from IPython.display import display
 
-    cases = read_cases(path).get(grade_id, [])
+    cases = read_cases(path, grade_id).get(grade_id, [])
     results = []
     for case in cases:
         try:

@@ -38,6 +38,11 @@ def test_encode_decode_round_trip():
     assert int(back["c"][0]) == 3 and back["c"][1].dtype == bool
 
 
+def test_non_finite_numbers_survive_json():
+    back = decode(json.loads(json.dumps(encode([float("nan"), float("inf")]), allow_nan=False)))
+    assert np.isnan(back[0]) and np.isinf(back[1])
+
+
 def test_torch_tensors_are_sent_as_arrays():
     torch = pytest.importorskip("torch")
     back = decode(encode(torch.ones(2, requires_grad=True) * 2))
@@ -185,6 +190,7 @@ ATTACKS = {
         "             {'grade_id': gid, 'results': [{'ok': 0.5}] * n}}, raw=True)\n"
         "_chan.send = _send\n"
         "sys.modules['sit471.channel'] = _chan\n"
+        "check_array = check_scalar = check_gradient = _fake.check_array\n"
     ),
     # the reference under a name no text search would find, copied over the answers
     "refimport": (
@@ -200,6 +206,7 @@ ATTACKS = {
         "    get_ipython().events.register('post_run_cell', _copy)\n"
         "except ImportError as e:\n"
         "    print('no reference here:', e)\n"
+        "check_array = check_scalar = check_gradient = lambda *a, **k: None\n"
     ),
     # results made up from the grader's own inputs, in place of the test cells
     "fake_results": (
