@@ -54,7 +54,7 @@ MISTAKES_07 = [
     ("motion_field", "ok = det > eps", "ok = torch.ones_like(det, dtype=torch.bool)",
      "test_motion_field", r"NaN or inf in a flat region"),
     ("motion_field", "img = (f0 + f1) / 2", "img = f0", "test_motion_field",
-     "median motion|motion_field on random frames"),
+     "median motion|gradients of frame0 alone"),
     ("motion_field", "return torch.stack([u, v], dim=-3).to(dtype)",
      "return torch.stack([u, v], dim=-3)", "test_motion_field", "the frames' dtype"),
     ("lab", "lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)",
@@ -89,6 +89,18 @@ MISTAKES_07 = [
      "shapes cannot be multiplied|embedding \\(7, 6\\)"),
     ("cross_modal_forward", "if modality not in encoders:", "if False:",
      "test_cross_modal_forward", "should raise ValueError.*not KeyError"),
+    # only the grader's half catches these: the visible tests use other shapes and settings
+    ("band_ablation", "for c in range(x.shape[1]):", "for c in range(3):", "test_band_ablation",
+     r"GraderVerdict: drops for x \(\d+, 5, \d+, \d+\) has shape \(3,\), expected \(5,\)"),
+    ("quantize", "cell = torch.floor((ab.double() + AB_RANGE) / grid).clamp(0, n - 1).long()",
+     "cell = torch.floor((ab.double() + AB_RANGE) / 10.0).clamp(0, n - 1).long()",
+     "test_quantize", r"GraderVerdict: quantize_ab with grid (?!10 )\d+ \(\d+ cells per axis\) "
+     "is wrong"),
+    ("motion_field", "F.avg_pool2d(flat, window, stride=1, padding=window // 2,",
+     "F.avg_pool2d(flat, 5, stride=1, padding=2,", "test_motion_field",
+     r"GraderVerdict: motion_field on frames \(2, 9, 11\) float64, window 3 is wrong"),
+    ("motion_field", "ix[..., -1] = img[..., -1] - img[..., -2]", "ix[..., -1] = 0",
+     "test_motion_field", r"GraderVerdict: motion_field on frames .* is wrong: at index"),
 ]
 
 
