@@ -49,13 +49,13 @@ def encode(value: Any, depth: int = 0) -> Any:
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         value = value.detach().cpu().numpy()
     if isinstance(value, float) and not math.isfinite(value):
-        value = np.float64(value)  # JSON has no NaN or infinity: send it as an array
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (_ndarray, _generic)):
+        value = np.array(value)  # JSON has no NaN or infinity: send it as an array
+    if isinstance(value, (_ndarray, _generic)):  # before float: np.float64 is a float
         buffer = io.BytesIO()
         _save(buffer, np.asarray(value), allow_pickle=False)
         return {"npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, (list, tuple)):
         return {"list": [encode(v, depth + 1) for v in value]}
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
