@@ -54,8 +54,8 @@ def _hostile(gradebook: Path, canary: Path, root: Path, port: int) -> dict:
         "gradebook": _append("cost", f"""
 import glob, os
 found = [p for cwd in glob.glob('/proc/*/cwd') for p in
-         glob.glob(cwd + '/**/gradebook.db', recursive=True)
-         + glob.glob(cwd + '/canary.txt')]
+         glob.glob(cwd + '/canary.txt') + glob.glob(cwd + '/gradebook.db')
+         + glob.glob(cwd + '/../*/*/gradebook.db')]
 for p in found + [{str(gradebook)!r}, {str(canary)!r}]:
     if os.path.realpath(p).startswith({str(root)!r}):
         try:
@@ -215,10 +215,16 @@ def test_the_gradebook_and_the_graders_files_are_out_of_reach(batch):
     assert not any(name.startswith("sit471-") for name in seen["tmp"])  # a private /tmp
 
 
-def test_the_kernel_runs_unprivileged_with_a_clean_environment(batch):
+def test_the_kernel_runs_unprivileged(batch):
     seen = batch["seen"]
     if os.geteuid() == 0:
         assert sandbox.UID_BASE <= seen["uid"] < sandbox.UID_BASE + sandbox.UID_POOL
+    else:
+        assert seen["uid"] == os.geteuid()  # in its own user namespace
+
+
+def test_the_kernel_gets_no_secret_from_the_environment(batch):
+    seen = batch["seen"]
     assert not any(name.startswith("SIT471_") and name != "SIT471_CASES"
                    for name in seen["env"])
     assert SECRET not in json.dumps(seen)
