@@ -123,8 +123,9 @@ def _(case, got):
     expected = tf.conv2d(torch.zeros(1, 1, side, side), torch.zeros(1, 1, k, k), stride=stride,
                          padding=pad).shape[-1]
     out = got["out"]
-    assert out is not None, f"{call} returned None: did you forget `return`?"
-    assert got["is_int"], f"{call} should be an int, got {out!r}; use // to divide"
+    assert got["type"] != "NoneType", f"{call} returned None: did you forget `return`?"
+    assert got["type"] == "int", (
+        f"{call} should be an int, got {out!r} ({got['type']}); use // to divide")
     out = int(out)
     if out == (side + pad - k) // stride + 1 != expected:
         raise AssertionError(f"{call} gave {out}, expected {expected}: the padding is added on "
@@ -471,8 +472,9 @@ def ref_cnn_loss(p: dict, x: np.ndarray, y: np.ndarray | None = None):
     dq, dw2, db2 = ref.affine_backward(ds, c4)
     da = ref.maxpool_backward(dq, c3)
     _, dw1, db1 = ref.conv_backward(ref.relu_backward(da, c2), c1)
-    _, dw1_no_relu, _ = ref.conv_backward(da, c1)
-    return s, loss, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}, dw1_no_relu
+    _, dw1_no_relu, db1_no_relu = ref.conv_backward(da, c1)  # a common mistake
+    return (s, loss, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2},
+            {"w1": dw1_no_relu, "b1": db1_no_relu})
 
 
 @hidden.cases("test_cnn_loss")
@@ -491,16 +493,16 @@ def _(case, got):
     p, x, y = case["params"], case["x"], case["y"]
     (N, C, S, _), F, K = x.shape, p["w1"].shape[0], p["b2"].shape[0]
     where = f"N={N}, C={C}, {S}x{S}, F={F}, K={K}"
-    es, eloss, eg, dw1_no_relu = ref_cnn_loss(p, x, y)
+    es, eloss, eg, no_relu = ref_cnn_loss(p, x, y)
     check_array(got["scores"], es, f"scores (no labels) for {where}")
     check_scalar(got["loss"], eloss, f"the loss for {where}")
     grads = got["grads"]
     assert isinstance(grads, dict) and set(grads) == set(p), (
         f"grads should be a dict with the keys {sorted(p)}")
-    for key in ("w2", "b2", "b1", "w1"):
+    for key in ("w2", "b2", "w1", "b1"):
         check_array(grads[key], eg[key], f"grads[{key!r}] for {where}",
-                    mistakes={"the ReLU's backward pass is missing": dw1_no_relu}
-                    if key == "w1" else None)
+                    mistakes={"the ReLU's backward pass is missing": no_relu[key]}
+                    if key in no_relu else None)
 
 
 # ----------------------------------------------------------------------------- training
