@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="release, grade four demo students per assignment, print")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     d.add_argument("--jobs", type=int, default=None, help="parallel graders (default: cores)")
+    d.add_argument("--no-sandbox", action="store_true",
+                   help="run the demo kernels unconfined where bubblewrap cannot be had")
     return p
 
 
@@ -65,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")
             return 0
         if args.command == "demo":
+            import functools
+
+            from autograde import demo as demo_module
             from autograde.demo import demo
 
+            if args.no_sandbox:
+                demo_module.grade = functools.partial(demo_module.grade, sandbox=False)
             for report in demo(root, args.out, jobs=args.jobs):
                 print(report.table(), end="\n\n")
             print(f"grades: {args.out / 'grades.csv'}")
