@@ -238,6 +238,9 @@ def _(rng):
 def _(case, got):
     low, high, k = case["low"], case["high"], case["n_bins"]
     width = (high - low) / k
+    dtype = np.asarray(got["centres"]).dtype
+    assert dtype == np.float32, (f"bin_centers({low:.2f}, {high:.2f}, {k}) has dtype {dtype}, "
+                                 "expected float32")
     check_array(got["centres"], ref.bin_centers(low, high, k).numpy(),
                 f"bin_centers({low:.2f}, {high:.2f}, {k})", rtol=1e-5, atol=1e-5,
                 mistakes={"the bin EDGES from low to high (linspace): the centres are half a bin "
@@ -404,6 +407,7 @@ def _(case, got):
     what = f"detection_loss (N={n}, S={s}, C={c})"
     _not_raised(got, what)
     loss = np.asarray(got["loss"], dtype=float)
+    assert loss.ndim == 0, f"{what} has shape {loss.shape}: return one number (0-dimensional)"
     mask = (obj > 0.5).numpy()
     if not mask.any():
         assert np.isfinite(loss).all(), (
