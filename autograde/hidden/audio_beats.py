@@ -33,6 +33,11 @@ def _raised(got: dict, where: str) -> None:
         raise AssertionError(f"{where} raised {got['raised']}: {got.get('message', '')}"[:300])
 
 
+def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    return a.shape == b.shape and bool(np.isfinite(a).all() and np.allclose(a, b, rtol=rtol,
+                                                                           atol=atol))
+
+
 def _short(values) -> str:
     values = list(values)
     return str(values) if len(values) <= 8 else f"[{', '.join(map(str, values[:8]))}, ...]"
@@ -96,6 +101,8 @@ def _(case, got):
                              f"// hop = {frames}: every frame must fit inside the signal")
     if not got["complex"]:
         raise AssertionError(f"{where} is not complex: return np.fft.rfft's complex values")
+    if _close(_as_real(S), _as_real(want), rtol=1e-6, atol=1e-8):
+        return  # the mistakes below are worked out only for a wrong answer
     check_array(_as_real(S), _as_real(want), where, rtol=1e-6, atol=1e-8,
                 mistakes={"no window was applied": _as_real(ref.stft(x, n_fft, hop, window=None)),
                           "the symmetric Hann window (np.hanning): use the periodic one":
@@ -107,7 +114,7 @@ def _(case, got):
 
 @hidden.cases("test_mel_filterbank")
 def _(rng):
-    return [dict(sr=22050, n_fft=1024, n_mels=int(rng.integers(60, 100)),
+    return [dict(sr=22050, n_fft=1024, n_mels=int(rng.integers(30, 60)),
                  fmin=float(rng.uniform(0, 60)), fmax=11025.0),
             dict(sr=16000, n_fft=512, n_mels=int(rng.integers(20, 50)), fmin=0.0,
                  fmax=float(rng.uniform(4000, 8000))),
@@ -139,6 +146,8 @@ def _(case, got):
     if fb.shape == (n_mels - 2, bins):
         raise AssertionError(f"{where} gave n_mels - 2 = {n_mels - 2} filters: take n_mels + 2 "
                              "edge frequencies")
+    if _close(fb, want, rtol=1e-6, atol=1e-12):
+        return
     edges = ref.mel_to_hz(np.linspace(ref.hz_to_mel(fmin), ref.hz_to_mel(fmax), n_mels + 2))
     freqs = np.arange(bins) * sr / n_fft
     check_array(fb, want, where, rtol=1e-6, atol=1e-12, mistakes={
@@ -153,7 +162,7 @@ def _(case, got):
 # ------------------------------------------------------------------- log-mel spectrogram
 
 
-def _drum_clip(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+def _drum_clip(rng: np.random.Generator, seconds: float = 1.5) -> np.ndarray:
     """A clip like sit471.audio's (decaying low sines for kicks, noise bursts for hats), made
     here so that the grader never imports torch."""
     t = np.arange(int(seconds * SR)) / SR
@@ -173,7 +182,7 @@ def _(rng):
     def noise(n):
         return rng.normal(size=n) * float(rng.uniform(0.1, 3))
 
-    return [dict(x=noise(int(rng.integers(20000, 24000))), sr=22050, n_fft=1024, hop=220,
+    return [dict(x=noise(int(rng.integers(8000, 12000))), sr=22050, n_fft=1024, hop=220,
                  n_mels=80, fmin=30.0, fmax=None),
             dict(x=noise(int(rng.integers(4000, 6000))), sr=16000, n_fft=512,
                  hop=int(rng.integers(100, 200)), n_mels=40, fmin=0.0,
@@ -201,6 +210,8 @@ def _(case, got):
                              "signal with n_fft // 2 zeros on both sides first")
     if L.shape == want.shape and not np.isfinite(L).all():
         raise AssertionError(f"{where} has inf or NaN: use log(1 + mel), not log(mel)")
+    if _close(L, want, rtol=1e-6, atol=1e-9):
+        return
     pad = n_fft // 2
     mag = np.abs(ref.stft(np.pad(x, (pad, pad)), n_fft, hop))
     fb = ref.mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
@@ -298,6 +309,7 @@ def _(case, got):
     if got == want:
         return
     where = f"pick_peaks(threshold {th:.3f}, min_distance {d}) on {len(a)} frames"
+    hints = []
     for hint, kwargs in [
         ("it kept peaks closer than min_distance", dict(distance=False)),
         ("decide from the highest candidate down, not left to right", dict(order="time")),
@@ -307,7 +319,10 @@ def _(case, got):
          "decides, earlier first)", dict(strict=True)),
     ]:
         if got == _peaks(a, th, d, **kwargs):
-            raise AssertionError(f"{where}: {hint}; gave {_short(got)}, expected {_short(want)}")
+            hints.append(hint)
+    if hints:  # on some inputs two mistakes give the same peaks: name both
+        raise AssertionError(f"{where}: {' or '.join(hints)}; gave {_short(got)}, expected "
+                             f"{_short(want)}")
     raise AssertionError(f"{where} gave {_short(got)}, expected {_short(want)}")
 
 
@@ -379,6 +394,8 @@ def _(case, got):
     assert score.shape == (3,), (
         f"{where} gave {score.size} values: return (f, precision, recall)")
     want = ref.beat_f_measure(r, e, w)
+    if _close(score, np.array(want), rtol=1e-9, atol=1e-10):
+        return
     n_ref, n_est = len(r), len(e)
     m = _matches(r, e, w)
     any_r = sum(bool(np.any(np.abs(e - t) <= w)) for t in r)
