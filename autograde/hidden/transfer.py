@@ -94,13 +94,16 @@ def _(rng):
 
 def _kinds(names: list[str]) -> str:
     """What a freeze that left ``names`` out forgot, in plain words."""
-    norm = [n for n in names if n.startswith(("0.1.", "1.1."))]
-    biases = [n for n in names if n.endswith("bias") and n not in norm]
+    biases = [n for n in names if n.endswith("bias") and n[:-4] + "weight" not in names]
+    norm = [n for n in names if n.startswith(("0.1.", "1.1.")) and n not in biases]
     if len(norm) + len(biases) < len(names):
         return "the parameters of nested submodules (module.parameters() recurses)"
-    kinds = (["biases"] if biases else []) + (["the BatchNorm / LayerNorm parameters"]
-                                               if norm else [])
-    return " and ".join(kinds)
+    return " and ".join((["biases"] if biases else [])
+                        + (["the BatchNorm / LayerNorm parameters"] if norm else []))
+
+
+def _count(k: int) -> str:
+    return f"{k} parameter" + ("s are" if k != 1 else " is")
 
 
 @hidden.check("test_freeze")
@@ -125,10 +128,10 @@ def _(case, got):
                                      f"of the module it was given: {fn} only that module")
             if fn == "freeze":
                 raise AssertionError(
-                    f"after {call} {len(bad)} parameters are still trainable: {_names(bad)}. "
+                    f"after {call} {_count(len(bad))} still trainable: {_names(bad)}. "
                     f"freeze must cover {_kinds(bad)} too: loop over module.parameters()")
             raise AssertionError(
-                f"after {call} {len(bad)} parameters are still frozen: {_names(bad)}. unfreeze "
+                f"after {call} {_count(len(bad))} still frozen: {_names(bad)}. unfreeze "
                 f"must cover {_kinds(bad)} too: loop over module.parameters()")
         assert returned, (f"{call} should return the module it was given (did you forget "
                           "`return`?)")
@@ -168,7 +171,7 @@ def _(case, got):
         if k:
             _freeze_path(net, order[k - 1])
         want = ref.count_trainable(net)
-        where = "nothing frozen" if k == 0 else f"{', '.join(order[:k])} frozen"
+        where = "nothing frozen" if k == 0 else f"frozen: {', '.join(map(repr, order[:k]))}"
         assert value is not None, "count_trainable returned None: did you forget `return`?"
         assert np.ndim(value) == 0 and not isinstance(value, (str, dict)), (
             f"count_trainable should return one whole number, got {type(value).__name__}")
@@ -308,17 +311,24 @@ def _(rng):
     ]
 
 
-def _lr_hint(name: str, got: float, want: float) -> str:
-    if name.endswith("bias") and np.isclose(got, want / 2):
-        return ": new biases get bias_mult (20x), not weight_mult (10x)"
-    if name.endswith("weight") and np.isclose(got, want * 2):
-        return ": new weights get weight_mult (10x); 20x is for biases"
-    if np.isclose(got, want * 10) or np.isclose(got, want / 10):
+def _lr_hint(name: str, got: float, want: float, base: float, mults: tuple[float, float]
+             ) -> str:
+    """Why ``name`` may have the rate ``got`` instead of ``want``, in plain words."""
+    wm, bm = mults
+    if name.endswith("bias") and np.isclose(got, wm * base) and np.isclose(want, bm * base):
+        return (f": new biases get bias_mult ({bm:g}x), not weight_mult ({wm:g}x), nested ones "
+                "(named like '0.bias') too")
+    if name.endswith("weight") and np.isclose(got, bm * base) and np.isclose(want, wm * base):
+        return f": new weights get weight_mult ({wm:g}x); bias_mult ({bm:g}x) is for biases"
+    if np.isclose(want, base) and (np.isclose(got, wm * base) or np.isclose(got, bm * base)):
         return ": pretrained parameters get base_lr, new ones the multiplied rates"
+    if np.isclose(got, base):
+        return ": this parameter belongs to a new module, so it gets a multiplied rate"
     return ""
 
 
-def check_rates(groups: list[dict], expected: dict[str, float], what: str) -> None:
+def check_rates(groups: list[dict], expected: dict[str, float], what: str, base: float,
+                mults: tuple[float, float]) -> None:
     """``groups`` as the probes describe them ({"lr", "params": [names]}) against
     {parameter name: learning rate} of the reference."""
     got: dict[str, float] = {}
@@ -337,7 +347,7 @@ def check_rates(groups: list[dict], expected: dict[str, float], what: str) -> No
     for n, lr in expected.items():
         if not np.isclose(got[n], lr, rtol=1e-9, atol=0):
             raise AssertionError(f"{n} has lr {got[n]:g}, expected {lr:g}"
-                                 f"{_lr_hint(n, got[n], lr)} ({what})")
+                                 f"{_lr_hint(n, got[n], lr, base, mults)} ({what})")
 
 
 @hidden.check("test_finetune_param_groups")
@@ -366,7 +376,8 @@ def _(case, got):
     expected = {names[id(p)]: g["lr"] for g in ref.finetune_param_groups(net, mods, case["base"],
                                                                           **kw)
                 for p in g["params"]}
-    check_rates(got["groups"], expected, what)
+    check_rates(got["groups"], expected, what, case["base"],
+                (10.0, 20.0) if mults is None else (mults[0], mults[1]))
     assert not got["sgd"], f"torch.optim.SGD rejects the groups: {str(got['sgd'])[:120]}"
 
 
