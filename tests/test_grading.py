@@ -110,10 +110,12 @@ def test_feedback_names_tests_but_hides_hidden_code(graded):
     report, out, _ = graded
     hidden = _by_student(report)["hiddenfail"]
     assert hidden.points["test_sigmoid"] == 0 and hidden.score == 14
-    assert any("random input of shape (2, 5, 3)" in r for r in hidden.reasons), hidden.reasons
+    assert any("GraderVerdict: sigmoid on input of shape (2, 5, 3)" in r
+               for r in hidden.reasons), hidden.reasons
     html = (out / "feedback" / "hiddenfail" / NAME / "backprop.html").read_text()
-    assert "random input of shape (2, 5, 3)" in html
-    for secret in ("BEGIN HIDDEN TESTS", "sit471.reference", "_ref.", "default_rng(10"):
+    assert "input of shape (2, 5, 3)" in html
+    for secret in ("BEGIN HIDDEN TESTS", "sit471.reference", "_ref.", "default_rng(10",
+                   "vnd.sit471.results", "sit471.channel", "send("):
         assert secret not in html, secret
     html = (out / "feedback" / "broken" / NAME / "backprop.html").read_text()
     assert "NameError" in html
