@@ -5,10 +5,7 @@ file) uses these settings, so a plain `nbgrader generate_solution` gives the sam
 as `sit471 release`.
 """
 
-from autograde.execute import LimitedExecute
-from autograde.feedback import ShortTracebacks
-from autograde.late import PercentPerDay
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
@@ -22,6 +19,10 @@ from nbgrader.preprocessors import (
     LockCells,
     SaveAutoGrades,
 )
+
+from autograde.execute import LimitedExecute
+from autograde.feedback import ShortTracebacks
+from autograde.late import PercentPerDay
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
