@@ -119,12 +119,17 @@ def test_pick_peaks_brute_force():
                 assert t in got or any(abs(t - k) < d and a[k] >= a[t] for k in got)
 
 
+def _hit(r: float, e: float, w: float) -> bool:
+    """mir_eval's documented rule (util.match_events): r lies in [e - w, e + w], in floats."""
+    return e - w <= r <= e + w
+
+
 def _best_matching(ref_t, est_t, w):
     best = 0
     for k in range(min(len(ref_t), len(est_t)), 0, -1):
         for rs in itertools.combinations(range(len(ref_t)), k):
             for es in itertools.permutations(range(len(est_t)), k):
-                if all(abs(ref_t[r] - est_t[e]) <= w for r, e in zip(rs, es, strict=True)):
+                if all(_hit(ref_t[r], est_t[e], w) for r, e in zip(rs, es, strict=True)):
                     return k
     return best
 
@@ -152,3 +157,83 @@ def test_beat_f_measure_known_values():
     assert ref.beat_f_measure(r, r[::-1])[0] == 1.0  # order does not matter
     with pytest.raises(ValueError, match="one-dimensional"):
         ref.beat_f_measure(np.zeros((2, 2)), r)
+
+
+# decimal times exactly one window apart: 0.28 - 0.21 == 0.07000000000000003 in floats, but
+# 0.21 + 0.07 == 0.28, so mir_eval counts estimate 0.21 as a hit for reference 0.28
+EDGE = [(0.28, 0.21, 0.07, 1), (0.21, 0.28, 0.07, 0), (0.5, 0.43, 0.07, 1), (1.0, 1.05, 0.05, 1),
+        (1.05, 1.0, 0.05, 1)]
+
+
+@pytest.mark.parametrize("r, e, w, hits", EDGE)
+def test_beat_f_measure_at_the_window_edge(r, e, w, hits):
+    assert ref.match_beats(np.array([r]), np.array([e]), w) == hits == _best_matching([r], [e], w)
+    assert ref.beat_f_measure(np.array([r]), np.array([e]), w) == (hits, hits, hits)
+
+
+def _edge_cases(seed: int, n: int):
+    """Beats on a 10-ms grid and estimates a whole number of 10-ms frames off, many exactly one
+    window (7 frames) early or late: decimal times whose differences are not exact in floats."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        r = np.unique(rng.integers(0, 3000, int(rng.integers(0, 30)))) / 100
+        shift = rng.choice([-8, -7, -7, -6, 0, 6, 7, 7, 8], len(r))
+        e = np.round(r + shift / 100, 2)[rng.random(len(r)) < 0.8]
+        e = np.sort(np.concatenate([e, np.unique(rng.integers(0, 3000, 3)) / 100]))
+        yield r, e, float(rng.choice([0.05, 0.07]))
+
+
+def test_beat_f_measure_equals_mir_eval():
+    mir_eval = pytest.importorskip("mir_eval")
+    import warnings
+
+    edge = 0
+    for r, e, w in _edge_cases(0, 300):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mir_eval warns about empty lists
+            want_f = mir_eval.beat.f_measure(r, e, f_measure_threshold=w)
+            want_m = len(mir_eval.util.match_events(r, e, w)) if len(r) and len(e) else 0
+        assert ref.match_beats(r, e, w) == want_m, (r, e, w)
+        assert ref.beat_f_measure(r, e, w)[0] == pytest.approx(want_f, abs=1e-12), (r, e, w)
+        edge += want_m != sum(1 for _ in _pairs_abs(r, e, w))
+    assert edge > 50  # the cases do exercise the edge: |e - r| <= w would score many of them lower
+    # seven 10-ms frames late: every estimate is a hit, as in mir_eval
+    beats = np.round(np.arange(1, 100) * 0.5, 2)
+    late = np.round(beats + 0.07, 2)
+    assert ref.beat_f_measure(beats, late)[0] == mir_eval.beat.f_measure(beats, late) == 1.0
+
+
+def test_matching_follows_the_documented_rule_on_decimal_times():
+    for r, e, w in _edge_cases(1, 300):
+        if len(r) <= 6 and len(e) <= 6:
+            assert ref.match_beats(r, e, w) == _best_matching(r, e, w), (r, e, w)
+
+
+def _pairs_abs(r, e, w):
+    """Greedy one-to-one matching with |e - r| <= w (the rule this module used to have)."""
+    i = j = 0
+    while i < len(r) and j < len(e):
+        if abs(e[j] - r[i]) <= w:
+            yield i, j
+            i, j = i + 1, j + 1
+        elif e[j] < r[i]:
+            j += 1
+        else:
+            i += 1
+
+
+@pytest.mark.parametrize("n_fft", [63, 64, 101, 128])
+def test_log_mel_frames_are_as_documented(n_fft):
+    """The docstring's frame count, checked against torch.stft(center=True) for odd and even
+    n_fft (an odd n_fft gives 1 + (samples - 1) // hop frames, not 1 + samples // hop)."""
+    doc = " ".join(ref.log_mel_spectrogram.__doc__.split())
+    assert "1 + samples // hop for an even n_fft" in doc
+    assert "1 + (samples - 1) // hop for an odd one" in doc
+    for samples in (640, 641, 650, 700):
+        for hop in (10, 16, 32):
+            got = ref.log_mel_spectrogram(np.ones(samples), 8000, n_fft, hop, 4)
+            frames = 1 + samples // hop if n_fft % 2 == 0 else 1 + (samples - 1) // hop
+            want = torch.stft(torch.ones(samples, dtype=torch.float64), n_fft, hop_length=hop,
+                              window=torch.hann_window(n_fft, dtype=torch.float64), center=True,
+                              pad_mode="constant", return_complex=True).shape[1]
+            assert got.shape == (frames, 4) and frames == want, (samples, hop)

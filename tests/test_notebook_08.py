@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import matplotlib
 import nbformat
+import numpy as np
 import pytest
 from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
 
@@ -28,7 +29,7 @@ EDGES = ("mels = np.linspace(mel(fmin), mel(fmax), n_mels + 2)\n"
 FLUX = "np.maximum(0.0, np.diff(spec, axis=0)).sum(axis=1)"
 LOOP = """    i = j = matches = 0
     while i < len(ref) and j < len(est):
-        if abs(est[j] - ref[i]) <= window:
+        if est[j] - window <= ref[i] <= est[j] + window:
             matches += 1
             i += 1
             j += 1
@@ -37,6 +38,7 @@ LOOP = """    i = j = matches = 0
         else:
             i += 1
 """
+HIT = "est[j] - window <= ref[i] <= est[j] + window"
 ANY = "    matches = sum(bool(np.any(np.abs(est - r) <= window)) for r in ref)\n"
 
 # (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
@@ -92,8 +94,14 @@ MISTAKES_08 = [
      "ref = np.asarray(reference, dtype=float)", "test_beat_f_measure", "sort both lists first"),
     ("beat_f_measure", "return f, precision, recall", "return f, recall, precision",
      "test_beat_f_measure", "precision and recall swapped"),
-    ("beat_f_measure", "<= window:", "<= 0.05:", "test_beat_f_measure",
+    ("beat_f_measure", HIT, HIT.replace("window", "0.05"), "test_beat_f_measure",
      "should match it: the tolerance is 70 ms"),
+    ("beat_f_measure", HIT, "abs(est[j] - ref[i]) <= window", "test_beat_f_measure",
+     r"F = 0 for estimate 0.21, beat 0.28: 0.28 - 0.21 = 0.07000000000000003 in floats"),
+    ("beat_f_measure", HIT, "ref[i] - window <= est[j] <= ref[i] + window", "test_beat_f_measure",
+     r"estimate 0.21, beat 0.28: .* test e - window <= r <= e \+ window"),
+    ("beat_f_measure", HIT, HIT.replace("<=", "<"), "test_beat_f_measure",
+     r"estimate 0.21, beat 0.28: .* e \+ window \(<=\)"),
 ]
 
 # Mistakes that the visible tests miss (they pass on the visible tests' shapes and values):
@@ -108,8 +116,6 @@ GRADER_ONLY_08 = [
      "test_log_mel_spectrogram", r"log_mel_spectrogram\(\d+ samples, sr 16000.* fmax was ignored"),
     ("pick_peaks", "(a >= left)", "(a > left)", "test_pick_peaks",
      r"pick_peaks\(threshold .* on a plateau every frame >= both neighbours is a candidate"),
-    ("beat_f_measure", "<= window:", "< window:", "test_beat_f_measure",
-     r"window 0.0625\) is wrong; it looks like \|e - r\| < window was used"),
 ]
 MISTAKES_08 += GRADER_ONLY_08
 
@@ -184,3 +190,65 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
     cnn = {r["noise"]: r["f"] for r in rows if r["method"] == "cnn"}
     flux = {r["noise"]: r["f"] for r in rows if r["method"] == "flux"}
     assert cnn[max(cnn)] > flux[max(flux)] + 0.2, "the notebook's claim: the CNN wins in noise"
+
+
+# -------------------------------------------------------- the grader's F-measure at the edge
+
+
+def _student(rule):
+    """A student's beat_f_measure with the given hit rule (greedy, one-to-one), as the probe
+    would send it."""
+    def probe(reference, estimated, window=0.07):
+        ref, est = np.sort(reference), np.sort(estimated)
+        i = j = m = 0
+        while i < len(ref) and j < len(est):
+            if rule(ref[i], est[j], window):
+                m, i, j = m + 1, i + 1, j + 1
+            elif est[j] < ref[i]:
+                j += 1
+            else:
+                i += 1
+        p = m / len(est) if len(est) else 0.0
+        r = m / len(ref) if len(ref) else 0.0
+        return {"score": np.array([2 * p * r / (p + r) if p + r else 0.0, p, r])}
+    return probe
+
+
+def _mir_eval_student(reference, estimated, window=0.07):
+    mir_eval = pytest.importorskip("mir_eval")
+    ref, est = np.sort(reference), np.sort(estimated)
+    if not len(ref) or not len(est):
+        return {"score": np.zeros(3)}
+    m = len(mir_eval.util.match_events(ref, est, window))
+    return {"score": np.array([mir_eval.beat.f_measure(ref, est, window), m / len(est),
+                               m / len(ref)])}
+
+
+def _failures(probe, seed):
+    from autograde.hidden.audio_beats import hidden
+
+    cases = hidden.make_cases(seed)["test_beat_f_measure"]
+    failures = []
+    for case in cases:
+        kw = {"window": case["window"]} if "window" in case else {}
+        try:
+            hidden.checkers["test_beat_f_measure"](
+                case, probe(case["reference"], case["estimated"], **kw))
+        except AssertionError as exc:
+            failures.append(str(exc))
+    return failures
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 12345])
+def test_grader_agrees_with_mir_eval_at_the_window_edge(seed):
+    """mir_eval's own answer passes every hidden case; abs(e - r) <= w fails on the decimal
+    edge case (beats exactly 70 ms apart on a 10-ms grid) with a message naming the edge."""
+    assert _failures(_mir_eval_student, seed) == []
+    assert _failures(_student(lambda r, e, w: e - w <= r <= e + w), seed) == []
+    by_abs = _failures(_student(lambda r, e, w: abs(e - r) <= w), seed)
+    assert by_abs and all("abs(e - r) <= window was used: at the edge "
+                          "(0.28 - 0.21 = 0.07000000000000003)" in m for m in by_abs), by_abs
+    around_r = _failures(_student(lambda r, e, w: r - w <= e <= r + w), seed)
+    assert around_r and all("r - window <= e <= r + window was used" in m for m in around_r)
+    strict = _failures(_student(lambda r, e, w: e - w < r < e + w), seed)
+    assert any("|e - r| < window was used" in m for m in strict), strict

@@ -202,7 +202,7 @@ def _(case, got):
     where = f"log_mel_spectrogram({len(x)} samples, sr {sr}, n_fft {n_fft}, hop {hop})"
     want = ref.log_mel_spectrogram(x, sr, n_fft, hop, n_mels, fmin, fmax)
     L = np.asarray(got, dtype=float)
-    frames = 1 + len(x) // hop
+    frames = len(want)  # 1 + len(x) // hop for an even n_fft
     if L.shape == (n_mels, frames) and n_mels != frames:
         raise AssertionError(f"{where} has shape {L.shape} (n_mels, frames): time comes first")
     if L.shape == (1 + (len(x) - n_fft) // hop, n_mels):
@@ -354,6 +354,7 @@ def _(rng):
     r = np.sort(rng.choice(np.arange(8, 640), size=int(rng.integers(5, 12)), replace=False)) / 64
     e = r + np.where(rng.random(len(r)) < 0.5, 1, -1) / 16
     cases.append(dict(reference=r, estimated=e[rng.permutation(len(e))], window=0.0625))
+    cases.append(_decimal_edge_case(rng))
     beats = np.sort(rng.uniform(0, 10, int(rng.integers(1, 10))))
     cases += [dict(reference=np.zeros(0), estimated=np.zeros(0)),
               dict(reference=beats, estimated=np.zeros(0)),
@@ -361,13 +362,35 @@ def _(rng):
     return cases
 
 
-def _matches(ref_t, est_t, window, *, strict=False, sort=True) -> int:
+def _decimal_edge_case(rng) -> dict:
+    """Beats on a 10-ms grid, estimates exactly 7 frames (the window) early or late: decimal
+    times, so ``abs(e - r) <= w``, ``r - w <= e <= r + w`` and ``e - w < r < e + w`` each
+    score them differently from mir_eval's ``e - w <= r <= e + w`` (0.28 - 0.21 is
+    0.07000000000000003, while 0.21 + 0.07 is 0.28)."""
+    while True:
+        r = np.sort(rng.choice(np.arange(10, 1000), size=12, replace=False)) / 100
+        e = np.round(r + rng.choice([-0.07, 0.07], len(r)), 2)
+        scores = {rule: _matches(r, e, 0.07, rule=rule) for rule in _RULES}
+        if len(set(scores.values())) == len(scores):
+            return dict(reference=r, estimated=e[rng.permutation(len(e))], window=0.07)
+
+
+_RULES = {  # is reference r matched by estimate e within w?
+    "mir_eval": lambda r, e, w: e - w <= r <= e + w,
+    "strict": lambda r, e, w: e - w < r < e + w,
+    "abs": lambda r, e, w: abs(e - r) <= w,
+    "around_r": lambda r, e, w: r - w <= e <= r + w,
+}
+
+
+def _matches(ref_t, est_t, window, *, rule="mir_eval", sort=True) -> int:
     """One-to-one greedy matching as the reference does it, with one rule changed."""
     r = np.sort(ref_t) if sort else np.asarray(ref_t)
     e = np.sort(est_t) if sort else np.asarray(est_t)
+    hit = _RULES[rule]
     i = j = n = 0
     while i < len(r) and j < len(e):
-        if abs(e[j] - r[i]) < window if strict else abs(e[j] - r[i]) <= window:
+        if hit(r[i], e[j], window):
             n, i, j = n + 1, i + 1, j + 1
         elif e[j] < r[i]:
             j += 1
@@ -398,11 +421,16 @@ def _(case, got):
         return
     n_ref, n_est = len(r), len(e)
     m = _matches(r, e, w)
-    any_r = sum(bool(np.any(np.abs(e - t) <= w)) for t in r)
-    any_e = sum(bool(np.any(np.abs(r - t) <= w)) for t in e)
-    strict, unsorted = _matches(r, e, w, strict=True), _matches(r, e, w, sort=False)
+    any_r = sum(bool(np.any((e - w <= t) & (t <= e + w))) for t in r)
+    any_e = sum(bool(np.any((t - w <= r) & (r <= t + w))) for t in e)
+    strict, unsorted = _matches(r, e, w, rule="strict"), _matches(r, e, w, sort=False)
+    by_abs, around_r = _matches(r, e, w, rule="abs"), _matches(r, e, w, rule="around_r")
     for hint, pairs in [
         ("precision and recall swapped", [(m, m)]),
+        ("abs(e - r) <= window was used: at the edge (0.28 - 0.21 = 0.07000000000000003) test "
+         "e - window <= r <= e + window", [(by_abs, by_abs)]),
+        ("r - window <= e <= r + window was used: at the edge test e - window <= r <= e + window",
+         [(around_r, around_r)]),
         ("|e - r| < window was used: an estimate exactly window away matches (<=)",
          [(strict, strict)]),
         ("the lists were not sorted first", [(unsorted, unsorted)]),

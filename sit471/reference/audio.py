@@ -14,14 +14,19 @@ so that row ``t`` is the spectrum of frame ``t``); a mel filterbank is ``(n_mels
   triangle has unit area in Hz.
 * ``log_mel_spectrogram`` pads the signal with ``n_fft // 2`` zeros on both sides (so frame
   ``t`` is centred on sample ``t * hop``), takes ``|stft|``, applies the filterbank and
-  compresses with ``log(1 + mel)``.
+  compresses with ``log(1 + mel)``: ``1 + samples // hop`` frames for an even ``n_fft``,
+  ``1 + (samples - 1) // hop`` for an odd one.
 * ``spectral_flux``: ``flux[0] = 0``, ``flux[t] = sum_b max(0, spec[t, b] - spec[t-1, b])``.
 * ``pick_peaks``: frames with ``a[t] >= threshold`` that are local maxima (``>=`` both
   neighbours that exist); then, from the highest to the lowest (ties: earlier first), a peak is
   kept when it is at least ``min_distance`` frames from every peak kept before. Sorted indices.
-* ``beat_f_measure``: one-to-one matching, an estimate and a reference match when
-  ``|e - r| <= window``; matches = the largest possible number of disjoint pairs (greedy in
-  time order finds it). precision = matches / estimates, recall = matches / references,
+* ``beat_f_measure``: mir_eval's ``beat.f_measure`` rule. An estimate ``e`` and a reference
+  ``r`` match when ``e - window <= r <= e + window``, with ``e - window`` and ``e + window``
+  computed in floating point as mir_eval does (``abs(e - r) <= window`` is the same in exact
+  arithmetic but not in floats: estimate 0.21 matches reference 0.28 since 0.21 + 0.07 == 0.28,
+  while 0.28 - 0.21 == 0.07000000000000003). Matching is one-to-one: matches = the largest
+  possible number of disjoint pairs (greedy in time order finds it, since both window ends grow
+  with ``e``). precision = matches / estimates, recall = matches / references,
   F = 2 P R / (P + R); each is 0 when its denominator is 0 (so empty lists give 0).
 """
 
@@ -98,9 +103,12 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int, fmin: float = 0.0,
 
 def log_mel_spectrogram(x: np.ndarray, sr: float, n_fft: int, hop: int, n_mels: int,
                         fmin: float = 30.0, fmax: float | None = None) -> np.ndarray:
-    """log(1 + mel energy) of frames centred on samples 0, hop, 2 hop, ...: (frames, n_mels).
+    """log(1 + mel magnitude) of frames centred on samples 0, hop, 2 hop, ...: (frames, n_mels).
 
-    frames = 1 + samples // hop.
+    The signal is padded with n_fft // 2 zeros at both ends (as torch.stft and librosa do with
+    center=True), so sample n_fft // 2 of frame t is sample t * hop and
+    frames = 1 + (samples + 2 * (n_fft // 2) - n_fft) // hop, that is
+    1 + samples // hop for an even n_fft and 1 + (samples - 1) // hop for an odd one.
     """
     x = _signal(x)
     pad = n_fft // 2
@@ -142,11 +150,11 @@ def _events(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def match_beats(reference: np.ndarray, estimated: np.ndarray, window: float = 0.07) -> int:
-    """Largest number of one-to-one pairs (reference, estimate) with |e - r| <= window."""
+    """Largest number of one-to-one pairs (r, e) with e - window <= r <= e + window (mir_eval)."""
     ref, est = _events(reference, "reference"), _events(estimated, "estimated")
     i = j = matches = 0
     while i < len(ref) and j < len(est):
-        if abs(est[j] - ref[i]) <= window:
+        if est[j] - window <= ref[i] <= est[j] + window:
             matches += 1
             i += 1
             j += 1
