@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_sweep import Case, torch_mismatches
 
 from sit471.reference.dense import (
     PyramidPooling,
@@ -76,23 +77,33 @@ def test_all_ignored_and_errors():
         confusion_matrix(np.array([5]), np.array([0]), 3)
 
 
-@pytest.mark.parametrize("s", [2, 4])
-def test_bilinear_kernel_matches_interpolate(s):
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 6, 5)
-    w = bilinear_kernel(3, 3, 2 * s)
-    assert w.shape == (3, 3, 2 * s, 2 * s)
-    up = F.conv_transpose2d(x, w, stride=s, padding=s // 2)
-    ref = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-    assert up.shape == ref.shape
-    # away from the border (where interpolate clamps), identical
+BILINEAR_CASES = [Case("up", ((2, 3, 6, 5),), {"s": 2}), Case("up", ((2, 3, 6, 5),), {"s": 4}),
+                  Case("up", ((1, 1, 4, 7),), {"s": 2}, seed=1),
+                  Case("up", ((3, 2, 5, 5),), {"s": 4}, seed=2)]
+
+
+@pytest.mark.parametrize("case", BILINEAR_CASES, ids=str)
+def test_bilinear_kernel_matches_interpolate(case):
+    s, channels = case.params["s"], case.shapes[0][1]
+    w = bilinear_kernel(channels, channels, 2 * s)
+    assert w.shape == (channels, channels, 2 * s, 2 * s)
+    # away from the border (where interpolate clamps), identical: values and gradients
     b = s
-    torch.testing.assert_close(up[..., b:-b, b:-b], ref[..., b:-b, b:-b], atol=1e-5, rtol=1e-5)
+
+    def up(x):
+        return F.conv_transpose2d(x, w.to(x.dtype), stride=s, padding=s // 2)[..., b:-b, b:-b]
+
+    def interpolate(x):
+        y = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        return y[..., b:-b, b:-b]
+
+    assert torch_mismatches(up, interpolate, case.inputs(), ["dx"], seed=case.seed) == []
     # off-diagonal channel pairs are zero, and the 1-D filter for k=4 is (1, 3, 3, 1) / 4
-    assert w[0, 1].abs().sum() == 0
+    if channels > 1:
+        assert w[0, 1].abs().sum() == 0
     if s == 2:
         f = torch.tensor([0.25, 0.75, 0.75, 0.25])
-        torch.testing.assert_close(w[1, 1], f[:, None] * f[None, :])
+        torch.testing.assert_close(w[-1, -1], f[:, None] * f[None, :])
 
 
 def test_bilinear_kernel_odd():
@@ -124,13 +135,20 @@ def test_pyramid_pooling_against_independent_version():
     assert ppm(torch.randn(1, 8, 7, 11)).shape == (1, 16, 7, 11)
 
 
+@pytest.mark.parametrize("case", [Case("si", ((3, 5, 6),) * 2), Case("si", ((1, 4, 3),) * 2),
+                                  Case("si", ((2, 1, 5, 7),) * 2, seed=1)], ids=str)
+def test_scale_invariant_loss_without_invariance_is_mse(case):
+    """lam = 0: L2 on log depth, torch's mse_loss (every image has the same pixel count)."""
+    assert torch_mismatches(lambda p, t: scale_invariant_loss(p, t, lam=0.0), F.mse_loss,
+                            case.inputs(), ["dpred", "dtarget"]) == []
+
+
 def test_scale_invariant_loss():
     torch.manual_seed(2)
     p, t = torch.randn(3, 5, 6), torch.randn(3, 5, 6)
     d = (p - t).reshape(3, -1)
     ref = np.mean([(di ** 2).mean() - 0.5 * di.mean() ** 2 for di in d])
     assert scale_invariant_loss(p, t).item() == pytest.approx(float(ref), rel=1e-5)
-    torch.testing.assert_close(scale_invariant_loss(p, t, lam=0.0), F.mse_loss(p, t))
     # lam = 1: adding a constant per image (a global scale on depth) changes nothing
     shift = torch.tensor([0.3, -1.0, 2.0])[:, None, None]
     torch.testing.assert_close(scale_invariant_loss(p + shift, t, lam=1.0),

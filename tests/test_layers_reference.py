@@ -1,13 +1,16 @@
 """Checks of the NumPy reference CNN layers (sit471.reference.layers) against torch, in float64."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+import torch_sweep
+from torch_sweep import Case, mismatches, results
 
 from sit471.reference import layers as L
 
@@ -41,57 +44,36 @@ LAYERS = {
 TORCH_KWARGS = {"pad": "padding", "size": "kernel_size"}  # our argument names -> torch's
 
 
-@dataclass(frozen=True)
-class Case:
-    layer: str
-    shapes: tuple[tuple[int, ...], ...]  # the float inputs, in argument order
-    params: dict[str, int] = field(default_factory=dict)
-    seed: int = 0
-
-    def __str__(self) -> str:
-        params = ",".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.layer}{list(self.shapes)}{params}#{self.seed}"
-
-
 def torch_mismatches(
     case: Case, forward: Callable | None = None, backward: Callable | None = None
 ) -> list[str]:
     """Run ``case`` through our layer (or the given forward/backward) and through torch.
 
-    Returns the names ("out", "dx", "dw", ...) of results whose shape differs or whose largest
-    error exceeds TOL relative to max(1, largest torch value); an empty list means agreement.
+    Returns the names ("out", "dx", "dw", ...) of results that disagree (torch_sweep's rule,
+    tolerance TOL); an empty list means agreement.
     """
-    layer = LAYERS[case.layer]
+    layer = LAYERS[case.op]
     forward = forward or layer.forward
     backward = backward or layer.backward
     rng = np.random.default_rng(case.seed)
-    inputs: list[Any] = [rng.standard_normal(shape) for shape in case.shapes]
-    if case.layer == "softmax_ce":  # labels are the second input
+    inputs: list[Any] = case.inputs(rng)
+    if case.op == "softmax_ce":  # labels are the second input
         inputs.append(rng.integers(0, case.shapes[0][1], size=case.shapes[0][0]))
+    grads = [layer.grad_names[k] if a.dtype == np.float64 else None for k, a in enumerate(inputs)]
+    torch_inputs = [a.copy() for a in inputs]  # as they were before our layer ran
 
-    tensors = [torch.tensor(a, requires_grad=a.dtype == np.float64) for a in inputs]
-    torch_params = {TORCH_KWARGS.get(k, k): v for k, v in case.params.items()}
-    t_out = layer.torch_fn(*tensors, **torch_params)
     if backward is None:
-        out, grads = forward(*inputs, **case.params)
-        t_out.backward()
-        grads = (grads,)
+        out, dscores = forward(*inputs, **case.params)
+        ours, dout = dict(zip(("out", *layer.grad_names), (out, dscores), strict=True)), None
     else:
         out, cache = forward(*inputs, **case.params)
         dout = rng.standard_normal(np.shape(out))
-        grads = backward(dout, cache)
-        grads = grads if isinstance(grads, tuple) else (grads,)
-        t_out.backward(torch.from_numpy(dout))
-
-    expected = [t_out.detach().numpy()] + [t.grad.numpy() for t in tensors if t.requires_grad]
-    mismatches = []
-    for name, ours, ref in zip(("out", *layer.grad_names), [out, *grads], expected, strict=True):
-        ours = np.asarray(ours)
-        if ours.shape != ref.shape or np.max(np.abs(ours - ref), initial=0) > TOL * max(
-            1.0, np.max(np.abs(ref), initial=0)
-        ):
-            mismatches.append(name)
-    return mismatches
+        found = backward(dout, cache)
+        found = found if isinstance(found, tuple) else (found,)
+        ours = {"out": out, **dict(zip(layer.grad_names, found, strict=True))}
+    torch_params = {TORCH_KWARGS.get(k, k): v for k, v in case.params.items()}
+    expected = results(partial(layer.torch_fn, **torch_params), torch_inputs, grads, dout=dout)
+    return mismatches(ours, expected, TOL)
 
 
 def _fitting_side(out: int, k: int, stride: int, pad: int) -> int:
@@ -221,6 +203,25 @@ def test_helper_catches_true_convolution_and_wrong_shape() -> None:
         return dx.swapaxes(2, 3), dw, db
 
     assert torch_mismatches(case, backward=transposed_backward) == ["dx"]
+
+
+def test_sweep_helper_names_what_a_wrong_torch_version_spoils() -> None:
+    inputs = Case("mse", ((4, 3), (4, 3))).inputs()
+    grads = ["dp", "dt"]
+
+    def same(p, t):
+        return ((p - t) ** 2).mean()
+
+    def no_grad_through_p(p, t):
+        return ((p.detach() - t) ** 2).mean() + 0 * p.sum()
+
+    def per_column(p, t):
+        return ((p - t) ** 2).mean(0)
+
+    assert torch_sweep.torch_mismatches(same, TF.mse_loss, inputs, grads) == []
+    assert torch_sweep.torch_mismatches(no_grad_through_p, TF.mse_loss, inputs, grads) == ["dp"]
+    assert torch_sweep.torch_mismatches(per_column, TF.mse_loss, inputs, grads) == [
+        "out", "dp", "dt"]
 
 
 # ----------------------------------------------------------------------------- naive vs im2col
