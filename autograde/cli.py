@@ -58,23 +58,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             return _release(root, args)
         if args.command == "grade":
-            from autograde.grade import grade
+            from autograde.workers import start_pool
 
-            report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
-                           regexp=args.regexp, due=args.due, sandbox=not args.no_sandbox)
+            with start_pool(args.jobs) as pool:  # workers import while we do
+                from autograde.grade import grade
+
+                report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
+                               regexp=args.regexp, due=args.due, sandbox=not args.no_sandbox,
+                               pool=pool)
             print(report.table())
             print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")
             return 0
         if args.command == "demo":
-            import functools
+            from autograde.workers import start_pool
 
-            from autograde import demo as demo_module
-            from autograde.demo import demo
+            with start_pool(args.jobs) as pool:
+                from autograde.demo import demo
 
-            if args.no_sandbox:
-                demo_module.grade = functools.partial(demo_module.grade, sandbox=False)
-            for report in demo(root, args.out, jobs=args.jobs):
+                reports = demo(root, args.out, jobs=args.jobs, sandbox=not args.no_sandbox,
+                               pool=pool)
+            for report in reports:
                 print(report.table(), end="\n\n")
             print(f"grades: {args.out / 'grades.csv'}")
             return 0

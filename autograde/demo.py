@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from pebble import ProcessPool
 
 from autograde.course import assignments
 from autograde.grade import GradeReport, grade
@@ -70,7 +71,8 @@ def write_submissions(course_root: Path, name: str, dest: Path) -> None:
                            dest / variant / release_path.name)
 
 
-def demo(course_root: Path, out: Path, jobs: int | None = None) -> list[GradeReport]:
+def demo(course_root: Path, out: Path, jobs: int | None = None, sandbox: bool = True,
+         pool: ProcessPool | None = None) -> list[GradeReport]:
     """Release, build submissions, grade; returns one report per assignment."""
     names = assignments(course_root)
     start = time.perf_counter()
@@ -80,6 +82,7 @@ def demo(course_root: Path, out: Path, jobs: int | None = None) -> list[GradeRep
     for name in names:
         submissions = out / "submissions" / name
         write_submissions(course_root, name, submissions)
-        reports.append(grade(course_root, name, submissions, out, jobs=jobs))
+        reports.append(grade(course_root, name, submissions, out, jobs=jobs,
+                             sandbox=sandbox, pool=pool))
     print(f"demo finished in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return reports

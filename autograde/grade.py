@@ -14,8 +14,8 @@ Layout of the output folder (kept between runs, so grading again is idempotent):
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import multiprocessing
 import os
 import re
 import secrets
@@ -26,11 +26,12 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from nbgrader import __version__ as nbgrader_version
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins.export import CsvExportPlugin
@@ -51,9 +52,12 @@ from autograde.course import (
 from autograde.integrity import scan
 from autograde.sanitize import repair
 from autograde.submissions import DEFAULT_ZIP_REGEXP, collect
+from autograde.workers import start_pool
 
 #: In the grading copy: the secret from which each student's hidden-test inputs are drawn.
 SECRET_FILE = ".sit471-secret"
+#: In the grading copy's release folder: the digest of the source it was generated from.
+RELEASED_FROM = ".sit471-released-from"
 
 
 @dataclass
@@ -223,8 +227,32 @@ def _failure_reasons(notebook: Path, limits: list[tuple[re.Pattern, str]] = ()) 
     return reasons
 
 
-def _warm_up() -> None:
-    """A no-op task: unpickling it makes a new worker import this module and nbgrader."""
+def _source_key(work: Path, name: str) -> str:
+    """A digest of everything the release of ``name`` is generated from."""
+    digest = hashlib.sha256(f"nbgrader {nbgrader_version}".encode())
+    for path in [work / CONFIG_FILE, *sorted((work / "source" / name).rglob("*"))]:
+        if path.is_file():
+            digest.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _generate_once(work: Path, name: str) -> None:
+    """nbgrader's generate_assignment (the release copy, the gradebook's cells), skipped when
+    the source and config are those of the last run and the gradebook still knows them."""
+    stamp = work / "release" / name / RELEASED_FROM
+    key = _source_key(work, name)
+    if stamp.is_file() and stamp.read_text() == key:
+        with Gradebook(CourseDirectory(config=load_config(work)).db_url, "sit471") as gb:
+            try:
+                known = len(gb.find_assignment(name).notebooks)
+            except MissingEntry:
+                known = 0
+        if known == len(list((work / "release" / name).glob("*.ipynb"))) > 0:
+            return
+    generated = run_step(work, "generate_assignment", name)
+    if not generated["success"]:
+        raise CourseError(f"cannot prepare {name} for grading: {failure_reason(generated)}")
+    stamp.write_text(key)
 
 
 def _prepare(
@@ -240,9 +268,7 @@ def _prepare(
     if not secret.is_file():
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_hex(32))
-    generated = run_step(work, "generate_assignment", name)
-    if not generated["success"]:
-        raise CourseError(f"cannot prepare {name} for grading: {failure_reason(generated)}")
+    _generate_once(work, name)
     students, notes = collect(submissions, work, name, regexp)
     if not students:
         raise CourseError(f"no submissions found in {submissions}")
@@ -358,8 +384,12 @@ def grade(
     progress: bool = True,
     due: datetime | None = None,
     sandbox: bool = True,
+    pool: ProcessPool | None = None,
 ) -> GradeReport:
     """Grade every submission of ``name`` found in ``submissions``; results go to ``out``.
+
+    ``pool``: grading workers from :func:`autograde.workers.start_pool` (default: a new
+    pool of ``jobs`` workers for this call).
 
     Each kernel runs in the sandbox (``autograde/sandbox.py``); where it cannot be had this
     refuses (``CourseError``) unless ``sandbox`` is False (``sit471 grade --no-sandbox``).
@@ -371,11 +401,8 @@ def grade(
     if not sandbox:
         print("sit471 grade: --no-sandbox: student code runs unconfined, as you, with your "
               "files and network", file=sys.stderr, flush=True)
-    jobs = jobs or os.cpu_count() or 1
-    context = multiprocessing.get_context("spawn")
-    with ProcessPool(max_workers=jobs, context=context) as pool:
-        for _ in range(jobs):  # workers start (and import nbgrader) while we prepare
-            pool.schedule(_warm_up)
+    # workers start (and import nbgrader) while we prepare; a given pool is the caller's
+    with nullcontext(pool) if pool is not None else start_pool(jobs) as pool:
         _backup_gradebook(out / "nbgrader")
         work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due)
         # A submission without any of the assignment's notebooks scores 0 with the note

@@ -1,15 +1,17 @@
-"""Grading speed: `sit471 grade --jobs 1` vs `--jobs 2` vs plain `nbgrader autograde`.
+"""Grading speed, as a TA meets it: `sit471 grade` run as a command, all in one run.
 
-Each `sit471 grade` figure is measured with the kernel sandbox (the default) and without it
-(`--no-sandbox`), unless `--sandbox on` or `--sandbox off` picks one.
+Reports, for submissions of 01_backprop (the demo's four variants in turn):
 
-All three grade the same N submissions of 01_backprop (the demo's four variants, repeated)
-in one run of this script, each into a fresh output folder. Also reported: the notebook's
-own execution time (nbclient, as autograding runs it) and so the grading overhead per
-submission beyond it.
+* the fixed cost: one submission at ``--jobs 1`` into a fresh output folder, and again into
+  the same folder (a regrade: the grading copy of the course is kept);
+* scaling: 8 and 16 submissions at ``--jobs 1`` and ``--jobs 2``;
+* the overhead per submission beyond the notebook's own run: the slope between 1 and 16
+  submissions at ``--jobs 1``, minus the notebook's execution time (nbclient, fresh kernel);
+* what the sandbox costs (16 at ``--jobs 2`` with ``--no-sandbox``) and what the grader's
+  verdicts cost (cases and checks of one submission, timed in this process);
+* plain ``nbgrader autograde`` on the same 16 submissions (no sandbox, no feedback).
 
-    python benchmarks/bench_grading.py [--n 8] [--sandbox both|on|off]
-                                       [--out benchmarks/results/grading.md]
+    PYTHONPATH=. python benchmarks/bench_grading.py [--out benchmarks/results/grading.md]
 """
 
 from __future__ import annotations
@@ -24,19 +26,58 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
+
 from autograde.course import find_course_root, make_work_root, run_step
 from autograde.demo import VARIANTS, write_submissions
-from autograde.grade import grade
+from autograde.verdict import hidden_tests, judge, take_results
 from benchmarks.notebook_times import time_execution
 
 NAME = "01_backprop"
+SIT471 = [sys.executable, "-m", "autograde.cli"]
+
+
+def _submissions(demo: Path, dest: Path, n: int) -> Path:
+    notebooks = sorted((demo / "reference").glob("*.ipynb"))
+    for k in range(n):
+        (dest / f"s{k:02d}").mkdir(parents=True)
+        for nb in notebooks:
+            shutil.copy2(demo / VARIANTS[k % len(VARIANTS)] / nb.name, dest / f"s{k:02d}" / nb.name)
+    return dest
+
+
+def _grade(subs: Path, out: Path, jobs: int, *flags: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([*SIT471, "grade", NAME, str(subs), "--jobs", str(jobs), "--out", str(out),
+                    *flags], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _verdict_cost(reference: Path, tmp: Path) -> tuple[float, float]:
+    """Seconds to draw one submission's cases, and to judge its executed notebook."""
+    from nbclient import NotebookClient
+
+    from sit471.channel import CASES_ENV, write_cases
+
+    tests = hidden_tests(NAME)
+    start = time.perf_counter()
+    cases = tests.make_cases(1)
+    drawn = time.perf_counter() - start
+    folder = tmp / "verdict"
+    folder.mkdir()
+    write_cases(folder / "cases.json", cases)
+    nb = nbformat.read(reference, as_version=4)
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde", CASES_ENV: str(folder / "cases.json")}
+    NotebookClient(nb, resources={"metadata": {"path": str(folder)}}).execute(env=env)
+    start = time.perf_counter()
+    judge(nb, tests, cases)
+    judged = time.perf_counter() - start
+    assert not any(take_results(c) for c in nb.cells)
+    return drawn, judged
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--sandbox", choices=["both", "on", "off"], default="both",
-                        help="grade with the kernel sandbox, without it, or both (default)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "grading.md")
     args = parser.parse_args()
@@ -45,64 +86,57 @@ def main() -> None:
         tmp = Path(tmp_name)
         demo = tmp / "demo"
         write_submissions(course, NAME, demo)
-        subs = tmp / "subs"
-        notebooks = sorted((demo / "reference").glob("*.ipynb"))
-        for k in range(args.n):
-            variant = VARIANTS[k % len(VARIANTS)]
-            (subs / f"s{k:02d}").mkdir(parents=True)
-            for nb in notebooks:
-                shutil.copy2(demo / variant / nb.name, subs / f"s{k:02d}" / nb.name)
+        subs = {n: _submissions(demo, tmp / f"subs{n}", n) for n in (1, 8, 16)}
+        reference = demo / "reference" / "backprop.ipynb"
+        execution = time_execution(reference)
+        t = {}
+        t["1 submission, --jobs 1, new output folder"] = _grade(subs[1], tmp / "o1", 1)
+        t["1 submission, --jobs 1, regrade (same folder)"] = _grade(subs[1], tmp / "o1", 1)
+        for n in (8, 16):
+            for jobs in (1, 2):
+                t[f"{n} submissions, --jobs {jobs}"] = _grade(subs[n], tmp / f"o{n}-{jobs}", jobs)
+        t["16 submissions, --jobs 2, --no-sandbox"] = _grade(
+            subs[16], tmp / "o16-nosandbox", 2, "--no-sandbox")
 
-        execution = time_execution(demo / "reference" / notebooks[0].name)
-        times = {}
-        modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.sandbox]
-        for jobs in (1, 2):  # with and without the sandbox back to back: same machine load
-            for sandboxed in modes:
-                flag = "" if sandboxed else " --no-sandbox"
-                start = time.perf_counter()
-                grade(course, NAME, subs, tmp / f"out{jobs}{flag}", jobs=jobs, progress=False,
-                      sandbox=sandboxed)
-                times[f"sit471 grade --jobs {jobs}{flag}"] = time.perf_counter() - start
-
-        # plain nbgrader: the same course config, every submission in one autograde call
-        work = make_work_root(course, tmp / "plain", NAME)
+        work = make_work_root(course, tmp / "plain", NAME)  # plain nbgrader, same config
         start = time.perf_counter()
         run_step(work, "generate_assignment", NAME)
-        for student in sorted(p.name for p in subs.iterdir()):
-            shutil.copytree(subs / student, work / "submitted" / student / NAME)
+        for student in sorted(p.name for p in subs[16].iterdir()):
+            shutil.copytree(subs[16] / student, work / "submitted" / student / NAME)
         subprocess.run([sys.executable, "-m", "nbgrader", "autograde", NAME, "--create",
                         "--force"], cwd=work, check=True, capture_output=True)
-        times["nbgrader autograde (sequential)"] = time.perf_counter() - start
+        t["16 submissions, plain nbgrader autograde (sequential)"] = time.perf_counter() - start
+        drawn, judged = _verdict_cost(reference, tmp)
 
-    times = dict(sorted(times.items(), key=lambda kv: ("nbgrader autograde" in kv[0],
-                                                       "no-sandbox" in kv[0])))
-    first = next(iter(times))
-    base = {label: times[label.replace("--jobs 2", "--jobs 1")] if "sit471" in label
-            else times[first] for label in times}
+    scale8 = t["8 submissions, --jobs 1"] / t["8 submissions, --jobs 2"]
+    scale16 = t["16 submissions, --jobs 1"] / t["16 submissions, --jobs 2"]
+    slope = (t["16 submissions, --jobs 1"] - t["1 submission, --jobs 1, new output folder"]) / 15
+    sandbox = (t["16 submissions, --jobs 2"] - t["16 submissions, --jobs 2, --no-sandbox"]) / 16
     lines = [
         "# Grading speed",
         "",
         f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. {args.n} submissions of {NAME} (the demo's four "
-        f"variants in turn). Measured {time.strftime('%Y-%m-%d')} in one run of "
+        f"{platform.python_version()}, load average before the run "
+        f"{os.getloadavg()[0]:.1f}. Submissions of {NAME} (the demo's four variants in turn), "
+        f"graded by the `sit471 grade` command with the sandbox and the grader's verdicts, "
+        f"unless said otherwise. Measured {time.strftime('%Y-%m-%d')} in one run of "
         "`benchmarks/bench_grading.py`.",
         "",
-        "| command | total (s) | per submission (s) | speed-up vs the same at --jobs 1 |",
-        "|---|---:|---:|---:|",
+        "| run | seconds |",
+        "|---|---:|",
+        *[f"| {label} | {seconds:.1f} |" for label, seconds in t.items()],
+        "",
+        f"- notebook's own execution (nbclient, fresh kernel, no sandbox): {execution:.2f} s",
+        f"- scaling, `--jobs 2` vs `--jobs 1`: {scale8:.2f}× on 8, {scale16:.2f}× on 16",
+        f"- cost per additional submission at `--jobs 1` (slope from 1 to 16): {slope:.2f} s, "
+        f"of which {slope - execution:.2f} s beyond the notebook's own run",
+        f"- the sandbox: {sandbox:+.2f} s per submission at `--jobs 2` (16 with vs without)",
+        f"- the grader's verdicts per submission: {drawn * 1000:.0f} ms to draw the cases, "
+        f"{judged * 1000:.0f} ms to judge the outputs",
+        f"- plain nbgrader, 16 sequential: "
+        f"{t['16 submissions, plain nbgrader autograde (sequential)'] / 16:.2f} s per submission "
+        f"(no sandbox, no verdicts, no feedback)",
     ]
-    for label, seconds in times.items():
-        per = seconds / args.n
-        lines.append(f"| {label} | {seconds:.1f} | {per:.2f} | {base[label] / seconds:.2f}× |")
-    lines += [""]
-    for label in times:
-        if "--jobs 1" in label:
-            lines.append(
-                f"`{label}` adds {times[label] / args.n - execution:.1f} s per submission "
-                f"beyond the notebook's own {execution:.1f} s (fresh kernel included): "
-                "nbgrader's sanitising and saving, feedback HTML, the gradebook"
-                + ("." if "no-sandbox" in label else ", and starting the sandbox."))
-    lines += ["", f"(`{first}` is the base of the plain nbgrader row; plain nbgrader does not "
-              "write feedback.)"]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
