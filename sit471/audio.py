@@ -1,7 +1,7 @@
 """Assignment 08 helpers: music-like audio with known beats, a small beat CNN, plots, sound.
 
-Nothing here answers a graded exercise: the notebook's own functions (or, for the command line,
-the reference answers) are passed in where a spectrogram, flux or peaks are needed.
+Nothing here answers a graded exercise: the notebook's own functions are passed in where a
+spectrogram, flux, peaks or an F-measure are needed (so all of it runs in a student install).
 
 * ``beat_audio(seed, ...)`` synthesises a few seconds of drums at 22,050 Hz: a kick and a snare
   on every beat (kick on beats 1 and 3 of a bar, snare on 2 and 4), hi-hats on the beats and on
@@ -9,18 +9,16 @@ the reference answers) are passed in where a spectrogram, flux or peaks are need
   Tempo 80-160 BPM with a small drift. Returns the signal and the beat times (seconds).
 * ``context_windows(spec, context)``: (frames, bands) -> (frames, 1, context, bands) images.
 * ``BeatCNN``, ``train_beat_cnn``, ``beat_activation``: the image CNN on spectrogram windows.
-* ``sweep(...)``: CNN vs spectral-flux baseline at several noise levels (F-measure, ±70 ms).
-
-    python -m sit471.audio sweep --out course/source/08_audio_beats/beats.json
+* ``sweep(tools, ...)``: CNN vs spectral-flux baseline at several noise levels (F-measure,
+  ±70 ms). The staff make the notebook's ``beats.json`` with the reference answers, from the
+  repository: ``python -m sit471.reference.experiments audio``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -183,11 +181,28 @@ def training_clips(n: int = 40, seed: int = 1000, duration: float = 6.0,
             for i in range(n)]
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with n torch threads, then restore the kernel's setting (even on error)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_beat_cnn(clips: Sequence[dict], features: Features, epochs: int = 4,
                    seed: int = 0, threads: int = 1, verbose: bool = True) -> BeatCNN:
     """Train BeatCNN on every frame of the clips (binary cross-entropy, positives weighted by
-    #negatives / #positives to undo the class imbalance). Adam, batch 256. CPU, seeded."""
-    torch.set_num_threads(threads)
+    #negatives / #positives to undo the class imbalance). Adam, batch 256. CPU, seeded.
+    Uses ``threads`` torch threads while it trains; the caller's thread count is restored."""
+    with torch_threads(threads):
+        return _train_beat_cnn(clips, features, epochs, seed, verbose)
+
+
+def _train_beat_cnn(clips: Sequence[dict], features: Features, epochs: int, seed: int,
+                    verbose: bool) -> BeatCNN:
     torch.manual_seed(seed)
     specs = [clip_features(c, features) for c in clips]
     x = torch.from_numpy(np.concatenate([context_windows(s) for s in specs]))
@@ -239,20 +254,15 @@ def detect(activation: np.ndarray, threshold: float, peaks: Callable[..., np.nda
     return frame_times(len(activation))[idx] if len(idx) else np.zeros(0)
 
 
-def sweep(tools: dict | None = None, train: int = 40, test: int = 20, epochs: int = 4,
+def sweep(tools: dict[str, Callable], train: int = 40, test: int = 20, epochs: int = 4,
           noise_levels: Sequence[float] = NOISE_LEVELS, seed: int = 0,
           verbose: bool = True) -> dict:
     """CNN vs spectral-flux baseline: mean F-measure, precision, recall per noise level.
 
     tools: {"log_mel_spectrogram", "spectral_flux", "pick_peaks", "beat_f_measure"} (the
-    notebook passes its own); by default the reference answers (staff installs only).
-    Both thresholds are chosen on the training clips; test clips use other seeds.
+    notebook passes its own). Both thresholds are chosen on the training clips; test clips use
+    other seeds.
     """
-    if tools is None:
-        from sit471.reference import audio as ref
-
-        tools = {name: getattr(ref, name) for name in
-                 ("log_mel_spectrogram", "spectral_flux", "pick_peaks", "beat_f_measure")}
     start = time.perf_counter()
     feats, flux, peaks, fmeasure = (tools["log_mel_spectrogram"], tools["spectral_flux"],
                                     tools["pick_peaks"], tools["beat_f_measure"])
@@ -382,19 +392,3 @@ def listen(audio: np.ndarray, sr: int = SR):
     from IPython.display import Audio
 
     return Audio(np.asarray(audio, dtype=float), rate=sr)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sit471.audio", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["sweep"])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=4)
-    args = parser.parse_args(argv)
-    results = sweep(epochs=args.epochs)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(format_table(results))
-
-
-if __name__ == "__main__":
-    main()

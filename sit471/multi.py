@@ -13,20 +13,15 @@ Seeded generators, nothing downloads:
                           clean line drawing, (n, 1, 16, 16) each
 
 :func:`fit` is a tiny training loop on one CPU thread. :func:`run_experiments` trains every
-model of the notebook with the functions it is given (the notebook's answers, or the reference
-answers from the command line) and returns measured numbers:
-
-    python -m sit471.multi run [--out course/source/07_multi_branch/results.json]
+model of the notebook with the functions it is given (the notebook's answers) and returns
+measured numbers. The staff make the notebook's ``results.json`` with the reference answers,
+from the repository: ``python -m sit471.reference.experiments multi``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -443,30 +438,3 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sit471.multi", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="train the models of assignment 07, write JSON")
-    p.add_argument("--out", type=Path, default=Path("course/source/07_multi_branch/results.json"))
-    p.add_argument("--scale", type=float, default=1.0)
-    args = parser.parse_args(argv)
-    import sit471.reference.multi as ref
-    from sit471.reference.transfer import adapt_in_channels
-
-    tools = {name: getattr(ref, name) for name in (
-        "late_fusion", "motion_field", "rgb_to_lab", "lab_to_rgb", "quantize_ab",
-        "dequantize_ab", "cross_modal_forward", "band_ablation")}
-    tools["adapt_in_channels"] = adapt_in_channels
-    res = run_experiments(tools, log=lambda s: print(s, file=sys.stderr), scale=args.scale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(format_results(res))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -252,3 +252,36 @@ def test_grader_agrees_with_mir_eval_at_the_window_edge(seed):
     assert around_r and all("r - window <= e <= r + window was used" in m for m in around_r)
     strict = _failures(_student(lambda r, e, w: e - w < r < e + w), seed)
     assert any("|e - r| < window was used" in m for m in strict), strict
+
+
+# ------------------------------------------------------------------------ the library's CNN
+
+
+def test_train_beat_cnn_restores_the_thread_count():
+    """train_beat_cnn trains on `threads` torch threads and gives the kernel its own setting
+    back, also when a function it was given raises."""
+    import torch
+
+    from sit471 import audio
+    from sit471.reference.audio import log_mel_spectrogram
+
+    clips = audio.training_clips(2, duration=1.0)
+    seen = []
+
+    def features(*args):
+        seen.append(torch.get_num_threads())
+        return log_mel_spectrogram(*args)
+
+    def broken(*args):
+        raise ValueError("a student's bug")
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        audio.train_beat_cnn(clips, features, epochs=1, threads=1, verbose=False)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="a student's bug"):
+            audio.train_beat_cnn(clips, broken, epochs=1, threads=1, verbose=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
