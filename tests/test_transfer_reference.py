@@ -224,3 +224,25 @@ def test_adapt_in_channels_bad_arguments():
         adapt_in_channels(nn.Conv2d(3, 4, 3), 0)
     with pytest.raises(ValueError, match="grouped"):
         adapt_in_channels(nn.Conv2d(4, 4, 3, groups=2), 6)
+
+
+def test_param_groups_multipliers_and_what_differs_from_caffe():
+    """The multipliers as they are: pretrained weights and biases 1x, new weights 10x, new
+    biases 20x, no weight-decay setting. Caffe's prototxt gives pretrained biases 2x and biases
+    decay_mult 0; the docstring must say so rather than claim Caffe's recipe."""
+    import sit471.reference.transfer as transfer
+
+    model = make_model()
+    head = model.classifier.head
+    groups = finetune_param_groups(model, [head], 0.01)
+    mult = {id(p): g["lr"] / 0.01 for g in groups for p in g["params"]}
+    fc = model.classifier.fc
+    assert mult[id(fc.weight)] == mult[id(fc.bias)] == mult[id(model.features[0].bias)] == 1
+    assert mult[id(head.weight)] == 10 and mult[id(head.bias)] == 20
+    assert all(set(g) <= {"name", "params", "lr"} for g in groups)  # no weight_decay
+    doc = " ".join(transfer.__doc__.split())
+    assert "pretrained weights lr_mult 1, biases 2 pretrained weights and biases 1" in doc
+    assert "decay_mult 1 on weights, 0 on biases no decay setting" in doc
+    assert "Caffe's lr_mult recipe" not in finetune_param_groups.__doc__
+    assert "pretrained biases at 1 x base_lr (Caffe: 2)" in " ".join(
+        finetune_param_groups.__doc__.split())

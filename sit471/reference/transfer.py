@@ -5,7 +5,17 @@ Two ways to reuse a network trained on a *source* task for a *target* task:
     approach 1  freeze the pretrained layers, replace the head, train only the new layers
     approach 2  fine-tune every layer, with per-group learning rates: pretrained parameters at
                 base_lr, the new layers' weights at 10 x base_lr and their biases at 20 x base_lr
-                (Caffe's fine-tuning recipe: lr_mult 10 / 20 for the renamed layer)
+
+The new layer's rates are those of Caffe's fine-tuning example (models/finetune_flickr_style);
+the rest is simpler than Caffe's prototxt. What differs:
+
+    Caffe's prototxt                             finetune_param_groups
+    pretrained weights lr_mult 1, biases 2       pretrained weights and biases 1 (all base_lr)
+    new layer weights lr_mult 10, biases 20      the same: 10 x and 20 x base_lr
+    decay_mult 1 on weights, 0 on biases         no decay setting: the groups set only "lr", so
+                                                 an optimizer's weight_decay would apply to every
+                                                 parameter, biases included (the course's SGD
+                                                 uses no weight decay)
 
 Everything works with any ``torch.nn.Module``. Submodules are named by their dotted path, as in
 ``model.named_modules()`` (for example ``"classifier.head"`` or ``"features.0"``).
@@ -96,7 +106,8 @@ def finetune_param_groups(
     weight_mult: float = 10.0,
     bias_mult: float = 20.0,
 ) -> list[dict]:
-    """Optimizer parameter groups for fine-tuning (Caffe's lr_mult recipe).
+    """Optimizer parameter groups for fine-tuning: Caffe's lr_mult 10 / 20 for the new layers,
+    but pretrained biases at 1 x base_lr (Caffe: 2) and no decay_mult (see the module docstring).
 
     new_modules  the layers that were not pretrained (module objects inside ``model``, or their
                  dotted names)
