@@ -53,11 +53,15 @@ def check_array(
     rtol: float = 1e-7,
     atol: float = 1e-10,
     mistakes: Mapping[str, np.ndarray] | None = None,
+    inputs: np.ndarray | None = None,
+    input_name: str = "x",
 ) -> None:
     """Assert that ``actual`` equals ``expected`` (same shape, values within tolerance).
 
     ``mistakes`` maps a plain-words description to the value that mistake would produce;
-    when the answer matches one of them, the message says so.
+    when the answer matches one of them, the message says so. ``inputs``: the 1-D grid the
+    values were computed on (one input per element of a 1-D ``expected``); a wrong value is then
+    reported at its input, "at z = 1.5 got ..." (with ``input_name="z"``), not at its index.
     """
     expected = _array(expected, dtype=_float64, copy=True, subok=False)
     got = _plain(actual, name)
@@ -96,6 +100,12 @@ def check_array(
         raise AssertionError(f"{name} is wrong: got {got:.10g}, expected {expected:.10g}")
     diff = abs(got - expected)
     worst = np.unravel_index(int(diff.argmax()), diff.shape)
+    grid = None if inputs is None else _array(inputs, dtype=_float64, subok=False)
+    if grid is not None and grid.ndim == 1 and grid.shape == expected.shape:
+        raise AssertionError(
+            f"{name} is wrong: at {input_name} = {grid[worst]:.6g} got {got[worst]:.10g}, "
+            f"expected {expected[worst]:.10g}"
+        )
     raise AssertionError(
         f"{name} is wrong: at index {tuple(int(i) for i in worst)} got {got[worst]:.10g}, "
         f"expected {expected[worst]:.10g}"

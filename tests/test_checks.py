@@ -54,6 +54,22 @@ def test_named_mistake_is_reported():
         )
 
 
+def test_a_wrong_value_on_a_1d_grid_is_reported_at_its_input():
+    z = np.linspace(-6, 6, 13)
+    want = np.cos(z) + 2
+    wrong = want.copy()
+    wrong[9] += 0.5
+    at_3 = r"^f\(z\) is wrong: at z = 3 got 1\.51.*, expected 1\.01"
+    with pytest.raises(AssertionError, match=at_3):
+        check_array(wrong, want, "f(z)", inputs=z, input_name="z")
+    with pytest.raises(AssertionError, match=r"at index \(9,\) got"):  # no grid: the index
+        check_array(wrong, want, "f(z)")
+    with pytest.raises(AssertionError, match=r"at index \(0, 1\)"):  # grid does not fit: index
+        check_array(EXPECTED + np.eye(2, 3)[::-1], EXPECTED, "w", inputs=np.arange(3.0))
+    with pytest.raises(AssertionError, match="it looks like s"):  # named mistakes come first
+        check_array(wrong, want, "f(z)", inputs=z, mistakes={"s": wrong})
+
+
 def test_scalar_check_rejects_arrays():
     with pytest.raises(AssertionError, match="single number"):
         check_scalar(np.array([0.25, 0.25]), 0.25, "J")

@@ -46,6 +46,7 @@ def _(case, got):
     z = case["z"]
     s = ref.sigmoid(z)
     check_array(got, ref.sigmoid_prime(z), "sigmoid_prime on the grader's input",
+                inputs=z if z.ndim == 1 else None, input_name="z",
                 mistakes={"f(z) was returned instead of f'(z)": s,
                           "the factor (1 - f(z)) is missing (f(z) * f(z))": s * s,
                           "f(z) (1 + f(z)) was computed instead of f(z) (1 - f(z))": s * (1 + s),
