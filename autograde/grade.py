@@ -14,6 +14,7 @@ Layout of the output folder (kept between runs, so grading again is idempotent):
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -423,6 +424,11 @@ def grade(
     return report
 
 
+def late_score(score: float, penalty: float) -> float:
+    """The score after a late penalty, never below 0 (as nbgrader's export counts it)."""
+    return max(0.0, score - penalty)
+
+
 def _collect_results(work: Path, name: str, students: list[str], db_url: str) -> GradeReport:
     source = sorted((work / "source" / name).glob("*.ipynb"))
     cells = [c for nb in source for c in _grade_cells(nb)]
@@ -439,7 +445,7 @@ def _collect_results(work: Path, name: str, students: list[str], db_url: str) ->
                 results.append(result)
                 continue
             penalty = float(submission.late_submission_penalty or 0)
-            result.score = float(submission.score) - penalty
+            result.score = late_score(float(submission.score), penalty)
             if penalty or submission.total_seconds_late > 0:
                 hours = submission.total_seconds_late / 3600
                 result.reasons.append(f"late by {hours:.1f} h: {_num(penalty)} points deducted")
@@ -460,6 +466,24 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_points(points: Path, name: str, rows: list[dict]) -> None:
+    """Replace ``name``'s rows of ``points.csv``, keeping every other assignment's. Holds an
+    exclusive lock from read to replace, so two runs into one folder never lose rows."""
+    with open(points.with_name(points.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = []
+        if points.exists():
+            with points.open(newline="") as fh:
+                kept = [r for r in csv.DictReader(fh) if r["assignment"] != name]
+        tmp = points.with_name(f"{points.name}.{os.getpid()}.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, ["assignment", "student_id", "test", "points",
+                                         "max_points"])
+            writer.writeheader()
+            writer.writerows(kept + rows)
+        os.replace(tmp, points)
+
+
 def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url: str) -> None:
     with Gradebook(db_url, "sit471") as gb:
         exporter = CsvExportPlugin()
@@ -467,22 +491,11 @@ def _write_outputs(work: Path, out: Path, name: str, report: GradeReport, db_url
         exporter.export(gb)
     os.replace(out / "grades.csv.tmp", out / "grades.csv")
 
-    points = out / "points.csv"
-    rows = []
-    if points.exists():
-        with points.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if r["assignment"] != name]
-    rows += [
+    write_points(out / "points.csv", name, [
         {"assignment": name, "student_id": s.student, "test": t, "points": s.points.get(t, 0.0),
          "max_points": p}
         for s in report.students for t, p in report.tests
-    ]
-    tmp = out / "points.csv.tmp"
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["assignment", "student_id", "test", "points", "max_points"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, points)
+    ])
 
     lines = [f"{name}: {len(report.students)} submissions"]
     for s in report.students:

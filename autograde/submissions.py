@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autograde.course import CourseError
+from autograde.course import CONFIG_FILE, CourseError
 
 #: For LMS downloads named like ``01_backprop_j_doe_attempt_2026-03-01-10-00-00_backprop.ipynb``
 #: (nbgrader's documented layout); ``{name}`` is replaced by the assignment's name. The
@@ -49,11 +49,9 @@ def collect(
     if source.is_file():
         if source.suffix.lower() != ".zip":
             raise CourseError(f"submissions must be a folder or a .zip file, got {source}")
-        _collect_zip(source, work_root, name, regexp)
-        source = work_root / "submitted"
-        copy = False
-    else:
-        copy = True
+        # collected into a folder of its own: only this zip's students are graded, never
+        # a student left in submitted/ by an earlier run
+        source = _collect_zip(source, work_root, name, regexp)
     expected = sorted(p.name for p in (work_root / "release" / name).glob("*.ipynb"))
     students: list[str] = []
     notes: dict[str, list[str]] = {}
@@ -66,10 +64,9 @@ def collect(
             continue
         base = folder / name if (folder / name).is_dir() else folder
         dest = work_root / "submitted" / sid / name
-        if copy:
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(base, dest, ignore=_ignore)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(base, dest, ignore=_ignore)
         students.append(sid)
         notes[sid] = _match_notebooks(dest, expected)
     return students, {sid: lines for sid, lines in notes.items() if lines}
@@ -92,23 +89,27 @@ def _match_notebooks(folder: Path, expected: list[str]) -> list[str]:
     ]
 
 
-def _collect_zip(archive: Path, work_root: Path, name: str, regexp: str) -> None:
-    """Run nbgrader zip_collect on one LMS zip."""
-    downloaded = work_root / "downloaded" / name / "archive"
-    if downloaded.parent.exists():
-        shutil.rmtree(downloaded.parent)
+def _collect_zip(archive: Path, work_root: Path, name: str, regexp: str) -> Path:
+    """Run nbgrader zip_collect on one LMS zip, in a scratch course of its own (under
+    ``downloaded/``, made anew each time); returns its folder of submissions."""
+    scratch = work_root / "downloaded" / name
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    downloaded = scratch / "downloaded" / name / "archive"
     downloaded.mkdir(parents=True)
+    shutil.copy2(work_root / CONFIG_FILE, scratch / CONFIG_FILE)
     shutil.copy2(archive, downloaded / archive.name)
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "zip_collect", name, "--force",
          "--FileNameCollectorPlugin.named_regexp=" + regexp.replace("{name}", re.escape(name))],
-        cwd=work_root, capture_output=True, text=True,
+        cwd=scratch, capture_output=True, text=True,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise CourseError(f"could not collect submissions from {archive.name}: {last}")
-    if not (work_root / "submitted").is_dir():
+    if not (scratch / "submitted").is_dir():
         raise CourseError(
             f"no notebook in {archive.name} matched the file-name pattern {regexp!r} "
             "(set --regexp to match your LMS's names)"
         )
+    return scratch / "submitted"

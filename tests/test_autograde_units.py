@@ -521,3 +521,46 @@ def test_sandbox_makes_the_folders_above_each_mount_walkable():
         "--perms", "0755", "--dir", "/opt/py",
         "--perms", "0755", "--dir", "/tmp/x",
     ]
+
+
+# --- gradebook outputs -------------------------------------------------------------------
+
+def test_a_late_score_never_goes_below_zero():
+    from autograde.grade import late_score
+
+    assert late_score(10.0, 3.0) == 7.0
+    assert late_score(2.0, 5.0) == 0.0
+
+
+def _write_many(points, name, n, go=None):
+    from autograde.grade import write_points
+
+    if go is not None:
+        go.wait(10)
+    for k in range(n):
+        write_points(points, name, [{"assignment": name, "student_id": f"s{k}", "test": "t",
+                                     "points": 1, "max_points": 1}])
+
+
+def test_points_csv_is_rewritten_under_a_lock(tmp_path):
+    """A run rewriting points.csv waits while another holds the lock (the read-modify-write
+    of one run can then never drop the rows another run has just written)."""
+    import csv
+    import fcntl
+    import multiprocessing
+
+    points = tmp_path / "points.csv"
+    _write_many(points, "a", 1)
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    writer = context.Process(target=_write_many, args=(points, "b", 1, go))
+    writer.start()  # before the lock is taken: a forked child must not inherit it
+    with open(points.with_name("points.csv.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run is in the middle of its rewrite
+        go.set()
+        writer.join(1.0)
+        assert writer.is_alive(), "points.csv was rewritten while another run held the lock"
+    writer.join(10)
+    assert writer.exitcode == 0
+    with points.open(newline="") as fh:
+        assert {r["assignment"] for r in csv.DictReader(fh)} == {"a", "b"}

@@ -186,6 +186,14 @@ def test_lms_zip_is_collected(tmp_path):
     report = grade(COURSE, NAME, archive, tmp_path / "out", jobs=2, progress=False)
     scores = {s.student: s.score for s in report.students}
     assert scores == {"alice": 15.0, "bob": 0.0, "a_doe": 15.0, "b_doe": 0.0}
+    # a later zip into the same output folder: its students only, from its own files
+    later = tmp_path / "later.zip"
+    with zipfile.ZipFile(later, "w") as zf:
+        for student, variant in [("bob", "reference"), ("carol", "blank")]:
+            zf.write(subs / variant / NOTEBOOK,
+                     f"{NAME}_{student}_attempt_2026-11-21-10-00-00_backprop.ipynb")
+    report = grade(COURSE, NAME, later, tmp_path / "out", jobs=2, progress=False)
+    assert {s.student: s.score for s in report.students} == {"bob": 15.0, "carol": 0.0}
 
 
 def test_zip_with_unmatched_names_says_so(tmp_path):
