@@ -43,6 +43,10 @@ def tools(topic: str) -> dict[str, Callable]:
     module, names, _ = TOOLS[topic]
     ref = importlib.import_module(f"sit471.reference.{module}")
     out = {name: getattr(ref, name) for name in names}
+    if topic == "dense":  # 06 compares density maps with 05's direct count regression
+        from sit471.reference.heads import RegressionHead
+
+        out["RegressionHead"] = RegressionHead
     if topic == "multi":  # 07 widens a first convolution with assignment 04's answer
         from sit471.reference.transfer import adapt_in_channels
 
