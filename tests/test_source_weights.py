@@ -1,5 +1,5 @@
 """The shipped source network of assignment 04 loads into its architecture, is small, and
-reproduces the source accuracy recorded in its recipe (evaluated, not retrained)."""
+reproduces the accuracy recorded in its recipe (evaluated, not retrained)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,36 @@ import re
 
 import torch
 
-from sit471.transfer import RECIPE, WEIGHTS, accuracy, load_source_cnn, small_cnn, source_data
+from sit471.transfer import (
+    RECIPE,
+    SOURCE_CLASSES,
+    WEIGHTS,
+    accuracy,
+    load_source_cnn,
+    small_cnn,
+    source_data,
+)
 
 
 def test_weights_file_is_small_and_holds_plain_tensors():
     assert WEIGHTS.is_file() and RECIPE.is_file()
-    assert WEIGHTS.stat().st_size < 1024 * 1024
+    assert WEIGHTS.stat().st_size < 5 * 1024 * 1024
     state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
-    assert set(state) == set(small_cnn(5).state_dict())
+    assert set(state) == set(small_cnn(SOURCE_CLASSES).state_dict())
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
 def test_weights_reproduce_the_recorded_source_accuracy():
-    m = re.search(r"source test accuracy: (\d+) / (\d+)", RECIPE.read_text())
-    assert m, f"{RECIPE} does not record the source test accuracy"
+    text = RECIPE.read_text()
+    m = re.search(r"source validation accuracy: (\d+) / (\d+)", text)
+    assert m, f"{RECIPE} does not record the source validation accuracy"
+    assert re.search(r"source test accuracy: (\d+) / (\d+)", text)
     right, total = int(m[1]), int(m[2])
-    data = source_data()
-    assert len(data["y_test"]) == total
+    data = source_data(parts=("val",))
+    assert len(data["y_val"]) == total
     model = load_source_cnn()
-    assert round(accuracy(model, data["x_test"], data["y_test"]) * total) == right
-    assert right / total >= 0.95
+    assert round(accuracy(model, data["x_val"], data["y_val"]) * total) == right
+    assert right / total >= 0.7  # 256 classes: chance is 0.4 %
 
 
 def test_load_source_cnn_gives_independent_copies():

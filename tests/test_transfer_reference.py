@@ -246,3 +246,26 @@ def test_param_groups_multipliers_and_what_differs_from_caffe():
     assert "Caffe's lr_mult recipe" not in finetune_param_groups.__doc__
     assert "pretrained biases at 1 x base_lr (Caffe: 2)" in " ".join(
         finetune_param_groups.__doc__.split())
+
+
+@pytest.mark.parametrize("which", ["approach1", "approach2"])
+def test_approaches_copy_replace_the_head_and_build_the_groups(which):
+    from sit471.reference import transfer
+
+    pretrained = make_model()
+    freeze(pretrained.features)
+    before = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    model, opt = getattr(transfer, which)(pretrained, 3, 0.01)
+    assert model is not pretrained
+    assert all(torch.equal(v, pretrained.state_dict()[k]) for k, v in before.items())
+    assert model.classifier.head.out_features == 3
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    head = model.classifier.head
+    assert rates.pop(id(head.weight)) == pytest.approx(0.1)
+    assert rates.pop(id(head.bias)) == pytest.approx(0.2)
+    if which == "approach1":
+        assert not rates and count_trainable(model) == head.weight.numel() + 3
+    else:
+        assert len(rates) == len(list(model.parameters())) - 2
+        assert set(rates.values()) == {0.01}
+    assert {g["momentum"] for g in opt.param_groups} == {0.9}

@@ -177,3 +177,31 @@ def adapt_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     if conv.bias is not None:
         new.bias.copy_(conv.bias)
     return new
+
+
+def approach1(pretrained: nn.Module, num_classes: int, base_lr: float
+              ) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Approach 1: a frozen deep copy of ``pretrained`` with a new trainable
+    ``classifier.head`` (``nn.Linear``, the old head's inputs, ``num_classes`` outputs), and
+    SGD (momentum 0.9) on the head only, at 10x (weights) / 20x (biases) of ``base_lr``."""
+    import copy
+
+    model = freeze(copy.deepcopy(pretrained))
+    head = nn.Linear(model.classifier.head.in_features, num_classes)
+    replace_head(model, "classifier.head", head)
+    groups = finetune_param_groups(model, [head], base_lr)
+    return model, torch.optim.SGD(groups, lr=base_lr, momentum=0.9)
+
+
+def approach2(pretrained: nn.Module, num_classes: int, base_lr: float
+              ) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Approach 2: a trainable deep copy of ``pretrained`` with a new ``classifier.head``, and
+    SGD (momentum 0.9) with the fine-tuning groups: pretrained layers at ``base_lr``, the new
+    weights at 10x, the new biases at 20x."""
+    import copy
+
+    model = unfreeze(copy.deepcopy(pretrained))
+    head = nn.Linear(model.classifier.head.in_features, num_classes)
+    replace_head(model, "classifier.head", head)
+    groups = finetune_param_groups(model, [head], base_lr)
+    return model, torch.optim.SGD(groups, lr=base_lr, momentum=0.9)
