@@ -12,8 +12,6 @@ the reference head and compares.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,24 +21,6 @@ from sit471.checks import check_array, check_scalar
 from sit471.reference import heads as ref
 
 hidden = HiddenTests()
-
-
-def _one_thread(check):
-    """Run a check with one torch thread: its tensors are tiny, and on a busy machine torch's
-    thread pool costs tens of milliseconds per operation."""
-    @functools.wraps(check)
-    def run(case, got):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(case, got)
-        finally:
-            torch.set_num_threads(threads)
-    return run
-
-
-def _check(grade_id: str):
-    return lambda fn: hidden.check(grade_id)(_one_thread(fn))
 
 
 def _t(value) -> torch.Tensor:
@@ -71,7 +51,7 @@ def _(rng):
             for f, n in [(1, 3), (17, 1), (128, 40)]]
 
 
-@_check("test_regression_head")
+@hidden.check("test_regression_head")
 def _(case, got):
     z = case["z"]
     n, f = z.shape
@@ -136,7 +116,7 @@ def _loss_check(value, expected: float, name: str, mistakes: dict[str, float]) -
         raise
 
 
-@_check("test_regression_loss")
+@hidden.check("test_regression_loss")
 def _(case, got):
     pred = torch.tensor(case["pred"], requires_grad=True)
     target = torch.tensor(case["target"])
@@ -184,7 +164,7 @@ def _(rng):
     return cases
 
 
-@_check("test_verify")
+@hidden.check("test_verify")
 def _(case, got):
     a, b = _t(case["emb1"]), _t(case["emb2"])
     n, d = a.shape
@@ -234,7 +214,7 @@ def _(rng):
     return cases
 
 
-@_check("test_expected_value")
+@hidden.check("test_expected_value")
 def _(case, got):
     low, high, k = case["low"], case["high"], case["n_bins"]
     width = (high - low) / k
@@ -316,7 +296,7 @@ def _(rng):
     return cases
 
 
-@_check("test_box_iou")
+@hidden.check("test_box_iou")
 def _(case, got):
     b1, b2 = np.asarray(case["boxes1"]), np.asarray(case["boxes2"])
     t1, t2 = torch.as_tensor(b1), torch.as_tensor(b2)
@@ -392,7 +372,7 @@ def _detection_variants(pred, obj, boxes, labels, bw, cw) -> dict[str, float]:
     }.items()}
 
 
-@_check("test_detection_loss")
+@hidden.check("test_detection_loss")
 def _(case, got):
     pred = torch.tensor(case["pred"], requires_grad=True)
     obj, boxes, labels = _t(case["obj"]), _t(case["boxes"]), _t(case["labels"])
@@ -468,7 +448,7 @@ def _(rng):
     return cases
 
 
-@_check("test_nms")
+@hidden.check("test_nms")
 def _(case, got):
     boxes, scores, t = _t(case["boxes"]), _t(case["scores"]), case["iou_threshold"]
     labels = None if case["labels"] is None else _t(case["labels"])
