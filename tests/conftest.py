@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
 SOURCE_NOTEBOOKS = sorted((COURSE / "source").glob("*/*.ipynb"))
+HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
 
 
 def nbgrader_meta(cell: nbformat.NotebookNode) -> dict:
@@ -128,21 +129,38 @@ class MistakeKernel:
                             self.tests.checkers[grade_id])
         return [] if reason is None else [f"GraderVerdict: {reason}"]
 
-    def check_mistake(self, mistake: tuple[str, str, str, str, str]) -> str:
-        """(answer id, correct text, mistaken text, test id, message regex) -> the message."""
-        import re
+    def half(self, test_id: str, which: str) -> str:
+        """The "visible" or "hidden" half of a test cell (split at its hidden-tests marker)."""
+        visible, _, hidden = self.cells[test_id].source.partition(HIDDEN_MARKER)
+        return {"visible": visible, "hidden": HIDDEN_MARKER + hidden}[which]
 
+    def run_with_mistake(self, mistake: tuple, source: str, test_id: str | None) -> list[str]:
+        """Errors of ``source`` (run as test ``test_id``) while the answer has the mistake
+        (answer id, correct text, mistaken text, ...); the correct answer is restored after."""
         from autograde.demo import solution_text
 
-        grade_id, old, new, test_id, message = mistake
+        grade_id, old, new = mistake[:3]
         answer = solution_text(self.cells[grade_id].source)
         assert answer.count(old) == 1, (grade_id, old)
         assert not self.run(answer.replace(old, new))
         try:
-            found = self.run(self.cells[test_id].source, test_id)
+            return self.run(source, test_id)
         finally:
             assert not self.run(answer)  # the correct answer again, for the next mistake
+
+    def check_mistake(self, mistake: tuple[str, str, str, str, str], part: str = "all") -> str:
+        """(answer id, correct text, mistaken text, test id, message regex) -> the message.
+
+        ``part``: run the whole test cell, or only its "hidden" half (as a kernel that skips
+        its visible tests would; the message must then be the grader's verdict)."""
+        import re
+
+        grade_id, _, new, test_id, message = mistake
+        source = self.cells[test_id].source if part == "all" else self.half(test_id, part)
+        found = self.run_with_mistake(mistake, source, test_id)
         assert found, f"{test_id} passed although {grade_id} has the mistake {new!r}"
+        if part == "hidden":
+            assert found[0].startswith("GraderVerdict: "), found[0]
         assert re.search(message, found[0], re.S), found[0]
         return found[0]
 

@@ -116,41 +116,20 @@ def test_assignment_05_catches_common_mistakes(kernel, mistake):
     print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
 
 
-def _hidden_half(source: str) -> str:
-    return source[source.index("### BEGIN HIDDEN TESTS"):]
-
-
 @pytest.mark.parametrize(
     "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
 )
 def test_the_grader_alone_catches_every_mistake(kernel, mistake):
     """A kernel that skips its visible tests gains nothing: the hidden half alone (the probe
     and the grader's verdict) fails on every listed mistake."""
-    from autograde.demo import solution_text
-
-    grade_id, old, new, test_id, _ = mistake
-    answer = solution_text(kernel.cells[grade_id].source)
-    assert not kernel.run(answer.replace(old, new))
-    try:
-        found = kernel.run(_hidden_half(kernel.cells[test_id].source), test_id)
-    finally:
-        assert not kernel.run(answer)
-    assert found and found[0].startswith("GraderVerdict: "), (test_id, new, found)
-    print(f"{grade_id} with {new!r} -> {found[0]}")
+    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
+    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
+    print(f"{mistake[0]} with {mistake[2]!r} -> {found[0]}")
 
 
 @pytest.mark.parametrize("mistake", GRADER_ONLY, ids=[m[0] for m in GRADER_ONLY])
 def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
-    from autograde.demo import solution_text
-
-    grade_id, old, new, test_id, _ = mistake
-    answer = solution_text(kernel.cells[grade_id].source)
-    visible = kernel.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[0]
-    assert not kernel.run(answer.replace(old, new))
-    try:
-        assert not kernel.run(visible), (test_id, new)
-    finally:
-        assert not kernel.run(answer)
+    assert not kernel.run_with_mistake(mistake, kernel.half(mistake[3], "visible"), None), mistake
 
 
 def test_every_test_passes_again_after_the_mistakes(kernel):

@@ -148,18 +148,9 @@ def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
 )
 def test_the_grader_alone_catches_every_mistake(kernel, mistake):
     """A kernel that skips the visible tests gains nothing: the hidden half fails by itself."""
-    from autograde.demo import solution_text
-
-    grade_id, old, new, test_id, _ = mistake
-    answer = solution_text(kernel.cells[grade_id].source)
-    hidden = kernel.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[1]
-    assert not kernel.run(answer.replace(old, new))
-    try:
-        found = kernel.run(hidden, test_id)
-    finally:
-        assert not kernel.run(answer)
-    assert found and found[0].startswith("GraderVerdict: "), (test_id, new, found)
-    print(f"{grade_id} with {new!r} -> {found[0]}")
+    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
+    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
+    print(f"{mistake[0]} with {mistake[2]!r} -> {found[0]}")
 
 
 def test_every_test_passes_again_after_the_mistakes(kernel):
