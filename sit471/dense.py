@@ -11,7 +11,7 @@ Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing do
                              harbour and class 2 (crop) in a field, checks are always class 3
     depth_scenes(n, seed)    a ground plane and standing boxes with known depth in metres;
                              a random global scale per scene is NOT visible in the image
-    crowds(n, seed)          sit471.landscape.crowds (head positions) -> density maps
+    crowds(n, seed)          sit471.label_number.crowds (head positions) -> density maps
 
 Models: :class:`FCN` (two conv-pool blocks, 1x1 classifier, two x2 transposed convolutions with
 a skip connection from the 1/2-resolution features; optionally a context module such as
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sit471 import landscape
+from sit471 import label_number
 
 SIZE = 32
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
@@ -63,7 +63,7 @@ def shapes_scenes(n: int, seed: int = 0) -> dict[str, np.ndarray]:
             kind = int(rng.integers(0, 3))
             r = rng.uniform(4, 8)
             cx, cy = rng.uniform(r, SIZE - r, 2)
-            m = landscape._shape_mask(kind, cx, cy, r)
+            m = label_number._shape_mask(kind, cx, cy, r)
             img = img * (1 - m) + m * rng.uniform(0.5, 0.95)
             lab[m > 0.75] = kind + 1
             lab[(m > 0.25) & (m <= 0.75)] = IGNORE
@@ -164,9 +164,9 @@ def depth_scenes(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def crowds(n: int, seed: int = 0, sigma: float = 1.5,
            density_map: Callable | None = None) -> dict:
-    """sit471.landscape.crowds(n, seed) plus density maps (n, 32, 32) float32 built with the
+    """sit471.label_number.crowds(n, seed) plus density maps (n, 32, 32) float32 built with the
     given density_map(points, shape, sigma) function (the notebook's or the reference's)."""
-    data = landscape.crowds(n, seed)
+    data = label_number.crowds(n, seed)
     if density_map is not None:
         data["density"] = np.stack([density_map(p, (SIZE, SIZE), sigma)
                                     for p in data["positions"]]).astype(np.float32)
@@ -219,8 +219,8 @@ class FCN(nn.Module):
         return self.up2(s)
 
 
-fit = landscape.fit
-predict = landscape.predict
+fit = label_number.fit
+predict = label_number.predict
 
 
 def segment(model: nn.Module, x: np.ndarray) -> np.ndarray:
@@ -314,7 +314,7 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     counts = {"density_map": count_dens}
     if "RegressionHead" in tools:  # assignment 05's answer: given by the staff runner only
         torch.manual_seed(0)
-        reg = landscape.Net(tools["RegressionHead"](128))  # (N, 128) -> (N,)
+        reg = label_number.Net(tools["RegressionHead"](128))  # (N, 128) -> (N,)
         fit(reg, lambda m, i: F.mse_loss(m(xt[i]), ct[i]), len(xt), epochs=epochs)
         counts["regression"] = predict(reg, test["x"]).numpy()
     truth = test["count"]

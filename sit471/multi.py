@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sit471 import landscape
+from sit471 import label_number
 
 SIZE = 16
 BANDS = ("blue", "green", "red", "NIR", "SWIR")
@@ -206,7 +206,7 @@ def fit(model: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n:
     """Adam on ``batch_loss(idx)`` (idx: indices of one mini-batch of the n training examples)
     for ``epochs`` seeded passes; returns each step's loss. One CPU thread.
     (Assignment 05's loop, with this module's defaults.)"""
-    return landscape.fit(model, lambda _model, idx: batch_loss(idx), n, epochs=epochs,
+    return label_number.fit(model, lambda _model, idx: batch_loss(idx), n, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed)
 
 

@@ -14,7 +14,7 @@ import pytest
 import sit471
 from sit471.reference import experiments
 
-TOPICS = ("landscape", "dense", "multi", "audio")  # the libraries of notebooks 05-08
+TOPICS = ("label_number", "dense", "multi", "audio")  # the libraries of notebooks 05-08
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def student_install(monkeypatch):
             monkeypatch.setattr(sit471, topic, sys.modules[f"sit471.{topic}"])
             monkeypatch.delitem(sys.modules, f"sit471.{topic}")
     with pytest.raises(ImportError):
-        importlib.import_module("sit471.reference.heads")
+        importlib.import_module("sit471.reference.label_number")
 
 
 def _tiny(lib, tools):
@@ -62,5 +62,5 @@ def test_staff_command_writes_the_json_the_notebook_reads(tmp_path, capsys):
     assert res["settings"]["scale"] == 0.005
     assert "| multispectral |" in capsys.readouterr().out
     assert {t: Path(f).parent.name for t, (_, _, f) in experiments.TOOLS.items()} == {
-        "landscape": "05_label_number", "dense": "06_dense", "multi": "07_multi_branch",
+        "label_number": "05_label_number", "dense": "06_dense", "multi": "07_multi_branch",
         "audio": "08_audio_beats"}

@@ -1,5 +1,5 @@
 """Assignment 05 (image -> label, image -> number, several outputs): common mistakes are caught
-with a message that names them; the generators and helpers of sit471.landscape work; the
+with a message that names them; the generators and helpers of sit471.label_number work; the
 notebook quotes the cached experiment it ships with.
 
 Each mistake is put into one answer of the source notebook (in a kernel that has run the
@@ -147,7 +147,7 @@ def test_mistake_table_covers_every_exercise():
 
 
 def test_cached_results_are_complete_and_quoted_by_the_notebook():
-    from sit471.landscape import format_results
+    from sit471.label_number import format_results
 
     results = json.loads((FOLDER / "results.json").read_text())
     assert results["settings"]["scale"] == 1.0
@@ -164,7 +164,15 @@ def test_cached_results_are_complete_and_quoted_by_the_notebook():
 
 
 def test_generators_are_seeded_and_well_formed():
-    from sit471.landscape import ARRANGEMENTS, SHAPES, crowds, faces, multi_objects, objects, scenes
+    from sit471.label_number import (
+        ARRANGEMENTS,
+        SHAPES,
+        crowds,
+        faces,
+        multi_objects,
+        objects,
+        scenes,
+    )
 
     o = objects(20, seed=3)
     assert o["x"].shape == (20, 1, 32, 32) and o["x"].dtype == np.float32
@@ -180,7 +188,7 @@ def test_generators_are_seeded_and_well_formed():
     assert f["identity"].tolist() == [10] * 4 + [11] * 4 + [12] * 4
     assert ((20 <= f["age"]) & (f["age"] <= 80)).all()
     # the same identity looks alike, with the same pose/lighting/expression
-    from sit471.landscape import draw_face
+    from sit471.label_number import draw_face
     a = draw_face(1, 40, rng=np.random.default_rng(1))
     same = draw_face(1, 40, rng=np.random.default_rng(2))
     other = draw_face(2, 40, rng=np.random.default_rng(2))
@@ -192,7 +200,7 @@ def test_generators_are_seeded_and_well_formed():
 
 
 def test_grid_targets_decode_round_trip():
-    from sit471.landscape import decode_grid, grid_targets, multi_objects
+    from sit471.label_number import decode_grid, grid_targets, multi_objects
 
     m = multi_objects(6, seed=5)
     t = grid_targets(m["boxes"], m["labels"])
@@ -210,8 +218,8 @@ def test_grid_targets_decode_round_trip():
 
 
 def test_detection_counts_and_roc():
-    from sit471.landscape import detection_counts, roc
-    from sit471.reference.heads import box_iou
+    from sit471.label_number import detection_counts, roc
+    from sit471.reference.label_number import box_iou
 
     truth = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)]
     labels = [np.array([0, 1])]
@@ -225,7 +233,7 @@ def test_detection_counts_and_roc():
 def test_fit_trains_and_restores_threads():
     import torch.nn.functional as F
 
-    from sit471.landscape import Net, fit, objects
+    from sit471.label_number import Net, fit, objects
 
     threads = torch.get_num_threads()
     d = objects(64, seed=0)

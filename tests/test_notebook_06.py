@@ -181,7 +181,7 @@ def test_experiment_runs_at_a_small_scale():
         "PyramidPooling", "scale_invariant_loss", "depth_metrics", "density_map")}
     res = run_experiments(tools, log=lambda s: None, scale=0.011)
     assert len(format_results(res).splitlines()) == 13  # no head given: no count regressor
-    from sit471.reference.heads import RegressionHead
+    from sit471.reference.label_number import RegressionHead
 
     res = run_experiments({**tools, "RegressionHead": RegressionHead}, log=lambda s: None,
                           scale=0.011)

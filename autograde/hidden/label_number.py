@@ -2,7 +2,7 @@
 
 Each test draws its inputs from the run's generator; the notebook's probe calls the student's
 functions on them (as torch tensors) and returns the outputs; the check compares them with
-``sit471.reference.heads``. The checks also cover what the visible tests check (output shapes
+``sit471.reference.label_number``. The checks also cover what the visible tests check (output shapes
 and dtypes, gradients, ``ValueError`` on bad input, the head's parameters), so a kernel that
 skips its visible tests gains nothing. ``RegressionHead`` is a structure: the probe builds it
 with a seed from the case and sends a description (parameter names, shapes, requires_grad), its
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from autograde.verdict import HiddenTests
 from sit471.checks import check_array, check_scalar
-from sit471.reference import heads as ref
+from sit471.reference import label_number as ref
 
 hidden = HiddenTests()
 

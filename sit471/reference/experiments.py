@@ -2,14 +2,14 @@
 files the notebooks read. Like all of ``sit471.reference`` this is not in the student install.
 
 Students rerun an experiment from its notebook with their own functions (delete the JSON file
-and run the cell again): the runners in the library (``sit471.landscape.run_experiments``,
+and run the cell again): the runners in the library (``sit471.label_number.run_experiments``,
 ``sit471.dense.run_experiments``, ``sit471.multi.run_experiments``, ``sit471.audio.sweep``)
 take every answer they need as an argument and import nothing from here.
 
-    python -m sit471.reference.experiments landscape [--out FILE] [--scale S]   # 05
-    python -m sit471.reference.experiments dense [--out FILE] [--scale S]       # 06
-    python -m sit471.reference.experiments multi [--out FILE] [--scale S]       # 07
-    python -m sit471.reference.experiments audio [--out FILE] [--epochs E]      # 08
+    python -m sit471.reference.experiments label_number [--out FILE] [--scale S]   # 05
+    python -m sit471.reference.experiments dense [--out FILE] [--scale S]          # 06
+    python -m sit471.reference.experiments multi [--out FILE] [--scale S]          # 07
+    python -m sit471.reference.experiments audio [--out FILE] [--epochs E]         # 08
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from pathlib import Path
 
 # topic -> (reference module, the names the runner takes, the file the notebook reads)
 TOOLS = {
-    "landscape": ("heads", ("RegressionHead", "regression_loss", "bin_centers", "expected_value",
-                            "box_iou", "detection_loss", "nms", "verify"),
-                  "course/source/05_label_number/results.json"),
+    "label_number": ("label_number", ("RegressionHead", "regression_loss", "bin_centers",
+                                      "expected_value", "box_iou", "detection_loss", "nms",
+                                      "verify"),
+                     "course/source/05_label_number/results.json"),
     "dense": ("dense", ("confusion_matrix", "iou_from_confusion", "pixel_accuracy",
                         "bilinear_kernel", "PyramidPooling", "scale_invariant_loss",
                         "depth_metrics", "density_map"),
@@ -44,7 +45,7 @@ def tools(topic: str) -> dict[str, Callable]:
     ref = importlib.import_module(f"sit471.reference.{module}")
     out = {name: getattr(ref, name) for name in names}
     if topic == "dense":  # 06 compares density maps with 05's direct count regression
-        from sit471.reference.heads import RegressionHead
+        from sit471.reference.label_number import RegressionHead
 
         out["RegressionHead"] = RegressionHead
     if topic == "multi":  # 07 widens a first convolution with assignment 04's answer

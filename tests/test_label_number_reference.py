@@ -1,4 +1,4 @@
-"""sit471.reference.heads checked against hand-computed cases, brute force and numerical
+"""sit471.reference.label_number checked against hand-computed cases, brute force and numerical
 integration (torchvision is not available, so IoU and NMS are checked against independent
 pixel-counting / plain-Python versions and their defining properties)."""
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch_sweep import Case, torch_mismatches
 
-from sit471.reference.heads import (
+from sit471.reference.label_number import (
     RegressionHead,
     bin_centers,
     box_iou,

@@ -12,7 +12,7 @@ Models: :func:`backbone` (three conv-ReLU-pool blocks, 32x32 -> 64 maps of 4x4) 
 :class:`Net` (backbone + a named head). :func:`fit` is a tiny training loop on one CPU thread.
 :func:`run_experiments` trains one model per topic with functions it is given (the notebook's
 answers) and returns measured results. The staff make the notebook's ``results.json`` with the
-reference answers, from the repository: ``python -m sit471.reference.experiments landscape``.
+reference answers, from the repository: ``python -m sit471.reference.experiments label_number``.
 """
 
 from __future__ import annotations
