@@ -76,3 +76,9 @@ c.LimitedKernelManager.hide_reference = True  # sit471/reference invisible to th
 # started day late.
 c.AssignLatePenalties.plugin_class = PercentPerDay
 c.PercentPerDay.percent_per_day = 10.0
+
+# `nbgrader validate` in a terminal cuts every line of a failure message at Validator.width
+# minus 3 characters (default 90), which loses the numbers at the end of our messages ("got
+# ..., expected ..."). Wide enough for every message of the course; students receive this
+# setting in their own configuration (`sit471 bundle`, deploy/jupyterhub).
+c.Validator.width = 500
