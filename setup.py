@@ -7,6 +7,10 @@
 * ``pip install -e .`` (the staff install, ``make setup``): the repository itself, with
   ``sit471.reference`` and ``autograde`` importable. The editable command below adds
   ``autograde`` to the packages the editable install maps; nothing is copied.
+
+The student install also puts ``deploy/student``'s Jupyter configuration under its
+environment's ``etc/jupyter`` (nbgrader's formgrader, create-assignment and course list off);
+the staff install leaves it out, so the instructor keeps those tools.
 """
 
 import shutil
@@ -16,6 +20,12 @@ from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 STAFF_PACKAGES = find_packages(include=["autograde", "autograde.*"])
+STUDENT_JUPYTER_CONFIG = [
+    ("etc/jupyter/jupyter_server_config.d",
+     ["deploy/student/jupyter_server_config.d/sit471-student.json"]),
+    ("etc/jupyter/labconfig/page_config.d",
+     ["deploy/student/labconfig/page_config.d/sit471-student.json"]),
+]
 
 
 class fresh_build_py(build_py):  # noqa: N801 - setuptools' command naming
@@ -29,7 +39,11 @@ class staff_editable_wheel(editable_wheel):  # noqa: N801
     def run(self) -> None:
         dist = self.distribution
         dist.packages = [*(dist.packages or []), *STAFF_PACKAGES]
+        dist.data_files = []  # the instructor keeps formgrader and create-assignment
         super().run()
 
 
-setup(cmdclass={"build_py": fresh_build_py, "editable_wheel": staff_editable_wheel})
+setup(
+    cmdclass={"build_py": fresh_build_py, "editable_wheel": staff_editable_wheel},
+    data_files=STUDENT_JUPYTER_CONFIG,
+)
