@@ -1,4 +1,4 @@
-"""The `sit471` command: release, grade and demo.
+"""The `sit471` command: release, grade, bundle and demo.
 
 Exit status: 0 when the command did its job (whatever the students scored), 1 when
 `release --check` found stale files, 2 when the command could not run (with a one-line
@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-sandbox", action="store_true",
                    help="run student kernels unconfined (as you, with your files and network) "
                    "where the bubblewrap sandbox cannot be had; only for trusted submissions")
+    g.add_argument("--db", metavar="URL", default=None,
+                   help="gradebook as an SQLAlchemy URL, e.g. postgresql://HOST/DB (default: "
+                   "the course config's, else OUT/nbgrader/gradebook.db)")
+    g.add_argument("--cluster", metavar="tcp://HOST:PORT", default=None,
+                   help="grade on the workers of this Dask scheduler instead of local processes")
+
+    b = sub.add_parser("bundle", help="one zip for an LMS: student wheel, released notebooks")
+    b.add_argument("names", nargs="*", metavar="NAME", help="assignments (default: all)")
+    b.add_argument("--out", type=Path, default=Path("dist/sit471-course.zip"), help="zip to write")
 
     d = sub.add_parser("demo", help="release, grade four demo students per assignment, print")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
@@ -58,17 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             return _release(root, args)
         if args.command == "grade":
+            from contextlib import nullcontext
+
             from autograde.workers import start_pool
 
-            with start_pool(args.jobs) as pool:  # workers import while we do
+            # local workers import while we do; on a cluster its workers grade
+            with nullcontext() if args.cluster else start_pool(args.jobs) as pool:
                 from autograde.grade import grade
 
                 report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
                                regexp=args.regexp, due=args.due, sandbox=not args.no_sandbox,
-                               pool=pool)
+                               pool=pool, db=args.db, cluster=args.cluster)
             print(report.table())
             print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")
+            return 0
+        if args.command == "bundle":
+            from autograde.bundle import bundle
+
+            held = bundle(root, args.names or assignments(root), args.out)
+            print(f"{args.out}: {len(held)} files for students")
             return 0
         if args.command == "demo":
             from autograde.workers import start_pool
