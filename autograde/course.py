@@ -7,15 +7,19 @@ the instructor's tree never gains a gradebook or student files.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -131,16 +135,73 @@ def failure_reason(result: dict) -> str:
 _EXCEPTION_LINE = re.compile(r"^\s*(?:[\w]+\.)*(?P<name>\w*(?:Error|Exception)): (?P<message>.+)$")
 
 
-def make_work_root(course_root: Path, work_root: Path, assignment: str) -> Path:
+def make_work_root(
+    course_root: Path, work_root: Path, assignment: str, db_url: str | None = None
+) -> Path:
     """A grading copy of the course: its config and the assignment's source, nothing else.
 
     The copy's source is replaced on every call (so grading always uses the current
-    source); its gradebook and earlier results are kept.
+    source); its gradebook and earlier results are kept. ``db_url`` (``sit471 grade --db``):
+    the gradebook's SQLAlchemy URL, written into the copy's config (readable by its owner
+    only, since a URL may hold a password), so every nbgrader step run there uses it.
     """
     work_root.mkdir(parents=True, exist_ok=True)
     shutil.copy2(course_root / CONFIG_FILE, work_root / CONFIG_FILE)
+    if db_url:
+        set_db_url(work_root, db_url)
     dest = work_root / "source" / assignment
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(course_root / "source" / assignment, dest, ignore=SOURCE_IGNORE)
     return work_root
+
+
+def set_db_url(root: Path, db_url: str) -> None:
+    """Point the course copy at ``root`` to the gradebook ``db_url``: a line at the end of
+    its config (which wins over any earlier setting), replacing one set before."""
+    config = root / CONFIG_FILE
+    text = config.read_text().split(_DB_URL_MARK)[0]
+    config.write_text(f"{text}{_DB_URL_MARK}c.CourseDirectory.db_url = {db_url!r}\n")
+    config.chmod(0o600)
+
+
+_DB_URL_MARK = "\n# the gradebook, set by sit471 grade\n"
+
+
+def gradebook_url(root: Path) -> str:
+    """The SQLAlchemy URL of the gradebook the course copy at ``root`` uses."""
+    from nbgrader.coursedir import CourseDirectory
+
+    return CourseDirectory(config=load_config(root)).db_url
+
+
+@contextmanager
+def gradebook_lock(db_url: str) -> Iterator[None]:
+    """Only one grading run at a time sets up its part of the gradebook (tables, course,
+    students): two runs into one database would otherwise both create a missing table or
+    student, and one would fail. PostgreSQL: a session advisory lock; SQLite: a lock file
+    beside the database; other databases: none."""
+    if db_url.startswith("postgresql"):
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db_url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+        finally:
+            engine.dispose()
+    elif db_url.startswith("sqlite:///"):
+        path = Path(db_url.removeprefix("sqlite:///").split("?")[0])
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+#: the advisory lock's number in PostgreSQL (any fixed 64-bit integer: "sit471")
+_LOCK_KEY = int.from_bytes(b"sit471", "big")

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from nbgrader import __version__ as nbgrader_version
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins.export import CsvExportPlugin
 from pebble import ProcessExpired, ProcessPool
 from sqlalchemy.exc import SAWarning
@@ -46,6 +45,8 @@ from autograde.course import (
     CourseError,
     check_assignment,
     failure_reason,
+    gradebook_lock,
+    gradebook_url,
     load_config,
     make_work_root,
     run_step,
@@ -243,7 +244,7 @@ def _generate_once(work: Path, name: str) -> None:
     stamp = work / "release" / name / RELEASED_FROM
     key = _source_key(work, name)
     if stamp.is_file() and stamp.read_text() == key:
-        with Gradebook(CourseDirectory(config=load_config(work)).db_url, "sit471") as gb:
+        with Gradebook(gradebook_url(work), "sit471") as gb:
             try:
                 known = len(gb.find_assignment(name).notebooks)
             except MissingEntry:
@@ -258,18 +259,20 @@ def _generate_once(work: Path, name: str) -> None:
 
 def _prepare(
     course_root: Path, name: str, submissions: Path, out: Path, regexp: str,
-    due: datetime | None,
+    due: datetime | None, db_url: str | None = None,
 ) -> tuple[Path, list[str], dict[str, list[str]], dict[str, list[str]]]:
     """Grading copy, collected and repaired submissions, a gradebook ready for them.
 
     Returns the grading root, the student ids, report notes and integrity flags.
     """
-    work = make_work_root(course_root, out / "nbgrader", name)
+    work = make_work_root(course_root, out / "nbgrader", name, db_url)
     secret = work / SECRET_FILE  # the hidden tests' inputs are drawn from it (verdict.py)
     if not secret.is_file():
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_hex(32))
-    _generate_once(work, name)
+    db_url = gradebook_url(work)
+    with gradebook_lock(db_url):  # another run may be setting up the same database
+        _generate_once(work, name)
     students, notes = collect(submissions, work, name, regexp)
     if not students:
         raise CourseError(f"no submissions found in {submissions}")
@@ -284,7 +287,7 @@ def _prepare(
                 flags[sid].extend(repairs)
     # Grading a student again starts from nothing: a new submission replaces the old one's
     # grades, autograded copy and feedback (nbgrader would keep old grades on a failure).
-    with Gradebook(CourseDirectory(config=load_config(work)).db_url, "sit471") as gb:
+    with gradebook_lock(db_url), Gradebook(db_url, "sit471") as gb:
         if due is not None:
             gb.update_or_create_assignment(name, duedate=due)
         for sid in students:
@@ -341,10 +344,15 @@ def _run_graders(
             if error:
                 failures[sid] = error
             if progress:
-                print(f"[{name}] {done}/{len(students)} graded ({sid}"
-                      f"{': ' + error if error else ''}); failures so far: {len(failures)}",
-                      file=sys.stderr, flush=True)
+                print_progress(name, done, len(students), sid, error, len(failures))
     return failures
+
+
+def print_progress(name: str, done: int, total: int, student: str, error: str | None,
+                   failures: int) -> None:
+    """One line on stderr per student graded (local pool and cluster alike)."""
+    print(f"[{name}] {done}/{total} graded ({student}{': ' + error if error else ''}); "
+          f"failures so far: {failures}", file=sys.stderr, flush=True)
 
 
 def _worker_failure(exc: BaseException, limit: float) -> str:
@@ -362,7 +370,7 @@ def _backup_gradebook(work: Path) -> None:
     taken with SQLite's backup API, so that a run killed while writing loses nothing."""
     if not (work / CONFIG_FILE).is_file():
         return
-    url = CourseDirectory(config=load_config(work)).db_url
+    url = gradebook_url(work)
     path = Path(url.removeprefix("sqlite:///").split("?")[0]) if url.startswith(
         "sqlite:///") else None
     if path is None or not path.is_file():
@@ -386,34 +394,52 @@ def grade(
     due: datetime | None = None,
     sandbox: bool = True,
     pool: ProcessPool | None = None,
+    db: str | None = None,
+    cluster: str | None = None,
 ) -> GradeReport:
     """Grade every submission of ``name`` found in ``submissions``; results go to ``out``.
 
     ``pool``: grading workers from :func:`autograde.workers.start_pool` (default: a new
-    pool of ``jobs`` workers for this call).
+    pool of ``jobs`` workers for this call). ``db``: the gradebook's SQLAlchemy URL
+    (default: the course config's, else ``OUT/nbgrader/gradebook.db``). ``cluster``: the
+    address of a Dask scheduler (``tcp://HOST:PORT``): each student is graded by a task on
+    its workers (``autograde/cluster.py``) instead of in a local pool.
 
     Each kernel runs in the sandbox (``autograde/sandbox.py``); where it cannot be had this
     refuses (``CourseError``) unless ``sandbox`` is False (``sit471 grade --no-sandbox``).
     """
     check_assignment(course_root, name)
-    if sandbox and (reason := kernel_sandbox.unavailable_reason()):
+    if sandbox and not cluster and (reason := kernel_sandbox.unavailable_reason()):
         raise CourseError(f"cannot sandbox the students' kernels: {reason}; "
                           f"{kernel_sandbox.ADVICE}")
     if not sandbox:
         print("sit471 grade: --no-sandbox: student code runs unconfined, as you, with your "
               "files and network", file=sys.stderr, flush=True)
-    # workers start (and import nbgrader) while we prepare; a given pool is the caller's
-    with nullcontext(pool) if pool is not None else start_pool(jobs) as pool:
+    if cluster:
+        from autograde.cluster import connect
+
+        runner = connect(cluster, sandbox)  # the workers' sandbox is checked before anything
+    elif pool is not None:
+        runner = nullcontext(pool)  # a given pool is the caller's
+    else:
+        runner = start_pool(jobs)  # workers start (and import nbgrader) while we prepare
+    with runner as workers:
         _backup_gradebook(out / "nbgrader")
-        work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due)
+        work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due,
+                                                db)
         # A submission without any of the assignment's notebooks scores 0 with the note
         # from collect(); nbgrader is not asked to grade it.
         expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
         gradable = [s for s in students
                     if any((work / "submitted" / s / name / nb).is_file() for nb in expected)]
-        failures = _run_graders(pool, work, name, gradable, progress, sandbox)
+        if cluster:
+            from autograde.cluster import run_on_cluster
 
-    db_url = CourseDirectory(config=load_config(work)).db_url
+            failures = run_on_cluster(workers, work, name, gradable, progress, sandbox)
+        else:
+            failures = _run_graders(workers, work, name, gradable, progress, sandbox)
+
+    db_url = gradebook_url(work)
     report = _collect_results(work, name, students, db_url)
     for result in report.students:
         result.flags = flags.get(result.student, [])
