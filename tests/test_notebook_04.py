@@ -300,6 +300,21 @@ def test_prediction_is_a_manually_graded_markdown_cell_before_the_quick_run():
     assert "if GRADING" in quick and "quick_sweep(approach1, approach2" in quick
 
 
+def test_interpretation_is_a_hand_graded_question_between_the_sweep_and_its_discussion():
+    """The student reads the full sweep before the notebook's own discussion of it; the release
+    leaves the example answer out."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [_grade_id(c) for c in nb.cells]
+    cell = nb.cells[ids.index("interpretation")]
+    meta = nbgrader_meta(cell)
+    assert cell.cell_type == "markdown" and meta["solution"] and meta["grade"]
+    assert meta["points"] == 2 and not meta.get("locked")
+    assert ids.index("experiment") < ids.index("interpretation") < ids.index("findings_md")
+    release = nbformat.read(COURSE / "release" / FOLDER.name / NOTEBOOK.name, as_version=4)
+    stub = next(c for c in release.cells if _grade_id(c) == "interpretation")
+    assert stub.source.strip() == "YOUR ANSWER HERE"
+
+
 # ----------------------------------------------------------------------------- the experiment
 
 
