@@ -148,6 +148,21 @@ class MistakeKernel:
         finally:
             assert not self.run(answer)  # the correct answer again, for the next mistake
 
+    def failing_tests(self, mistake: tuple, test_ids: list[str]) -> dict[str, str]:
+        """{test id: its first error} of the tests in ``test_ids`` (whole cells, run in that
+        order, with the grader's verdicts) that fail while the answer has the mistake."""
+        from autograde.demo import solution_text
+
+        grade_id, old, new = mistake[:3]
+        answer = solution_text(self.cells[grade_id].source)
+        assert answer.count(old) == 1, (grade_id, old)
+        assert not self.run(answer.replace(old, new))
+        try:
+            found = {test_id: self.run(self.cells[test_id].source, test_id) for test_id in test_ids}
+        finally:
+            assert not self.run(answer)
+        return {test_id: errs[0] for test_id, errs in found.items() if errs}
+
     def check_mistake(self, mistake: tuple[str, str, str, str, str], part: str = "all") -> str:
         """(answer id, correct text, mistaken text, test id, message regex) -> the message.
 
