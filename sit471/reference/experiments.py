@@ -10,6 +10,7 @@ take every answer they need as an argument and import nothing from here.
     python -m sit471.reference.experiments dense [--out FILE] [--scale S]          # 06
     python -m sit471.reference.experiments multi [--out FILE] [--scale S]          # 07
     python -m sit471.reference.experiments audio [--out FILE] [--epochs E]         # 08
+    python -m sit471.reference.experiments parsing [--out FILE] [--scale S]        # 09
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ TOOLS = {
               "course/source/07_multi_branch/results.json"),
     "audio": ("audio", ("log_mel_spectrogram", "spectral_flux", "pick_peaks", "beat_f_measure"),
               "course/source/08_audio_beats/beats.json"),
+    "parsing": ("parsing", ("joint_loss", "mean_iou", "part_consistency", "dice",
+                            "soft_dice_loss", "slicewise", "lesion_detection_rate", "dissect",
+                            "locally_connected"),
+                "course/source/09_parsing/results.json"),
 }
 
 
