@@ -112,8 +112,9 @@ class PartNet(nn.Module):
 
     local (context=False): three 3x3 convolutions at full resolution, so each pixel's answer
     depends on a 7x7 patch around it. context=True: the first convolution, then two pooled
-    blocks (each pixel sees about 30 px), upsampled and joined with the first features.
-    Parameter counts are close (9,800 local, 10,000 context)."""
+    blocks (each pixel sees about 18 px), their average over the image (the whole object:
+    there is one per image), both upsampled and joined with the first features. Parameter
+    counts are close (9,560 local, 9,368 context)."""
 
     def __init__(self, context: bool = True):
         super().__init__()
@@ -122,7 +123,7 @@ class PartNet(nn.Module):
         if context:
             self.deep = nn.Sequential(nn.MaxPool2d(2), _block(16, 24), nn.MaxPool2d(2),
                                       _block(24, 24))
-            width = 40
+            width = 64
         else:
             self.deep = nn.Sequential(_block(16, 32), _block(32, 16))
             width = 16
@@ -133,8 +134,9 @@ class PartNet(nn.Module):
         s = self.stem(x)
         d = self.deep(s)
         if self.context:
+            whole = d.mean((2, 3), keepdim=True).expand(-1, -1, *s.shape[-2:])
             d = torch.cat([s, F.interpolate(d, size=s.shape[-2:], mode="bilinear",
-                                            align_corners=False)], 1)
+                                            align_corners=False), whole], 1)
         return self.parts(d), self.objects(d)
 
 
@@ -217,7 +219,7 @@ def _two_heads(tools: dict, scale: float, epochs: int, seeds) -> dict:
                     return F.cross_entropy(scene, kt[i])
                 return tools["joint_loss"](pix, yt[i], scene, kt[i], weight)
 
-            fit(model, batch_loss, len(xt), epochs=epochs, seed=seed)
+            fit(model, batch_loss, len(xt), epochs=epochs, lr=5e-3, seed=seed)
             pix, scene = predict(model, test["x"])
             pred = pix.argmax(1).numpy()
             stripes = np.isin(test["labels"], (1, 2))
@@ -244,7 +246,7 @@ def _parts(tools: dict, scale: float, epochs: int, seeds) -> tuple[dict, dict]:
                 parts, objects = m(xt[i])
                 return F.cross_entropy(parts, pt[i]) + F.cross_entropy(objects, ot[i])
 
-            fit(model, batch_loss, len(xt), epochs=epochs, seed=seed)
+            fit(model, batch_loss, len(xt), epochs=epochs, lr=5e-3, seed=seed)
             parts, objects = (t.argmax(1).numpy() for t in predict(model, test["x"]))
             spots = np.isin(test["parts"], (2, 4))
             out[name].append({
@@ -347,15 +349,14 @@ def _dissection(tools: dict, scale: float, epochs: int, seeds, iou_threshold: fl
     return out, shown
 
 
-def _faces(tools: dict, scale: float, epochs: int, seeds, identities: int = 20) -> dict:
+def _faces(tools: dict, scale: float, epochs: int, seeds, identities: int = 60) -> dict:
     from sit471 import units
 
     out: dict = {"parameters": {
         "convolution": n_parameters(units.FaceNet(identities).layer),
         "locally connected": n_parameters(units.FaceNet(identities,
                                                         tools["locally_connected"]).layer)}}
-    per_train, per_test = max(2, int(12 * min(1.0, scale * 4))), max(2, int(8 * min(1.0,
-                                                                                  scale * 4)))
+    per_train, per_test = (5, 8) if scale >= 1 else (2, 2)
     for setting, shift in (("aligned", 0), ("misaligned", 4)):
         train = units.face_sets(identities, per_train, seed=51, shift=shift)
         test = units.face_sets(identities, per_test, seed=52, shift=shift)
@@ -392,10 +393,10 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
 
     res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
                               "optimizer": "Adam, one CPU thread"}, "figures": {}}
-    steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(10), seeds)),
-             ("parts", lambda: _parts(tools, scale, epochs(10), seeds)),
+    steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(15), seeds)),
+             ("parts", lambda: _parts(tools, scale, epochs(20), seeds)),
              ("volumes", lambda: _volumes(tools, scale, epochs(16), seeds)),
-             ("dissection", lambda: _dissection(tools, scale, epochs(10), seeds)),
+             ("dissection", lambda: _dissection(tools, scale, epochs(20), seeds)),
              ("faces", lambda: _faces(tools, scale, epochs(30), seeds))]
     for name, step in steps:
         got = step()
@@ -406,3 +407,131 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
         res["settings"][f"{name}_seconds"] = round(time.time() - start, 1)
         log(f"[{time.time() - start:6.1f} s] {name} done")
     return res
+
+
+# ------------------------------------------------------------------------------ reporting
+
+def _ms(values, digits: int = 3) -> str:
+    """'mean ± standard deviation' over seeds (sample sd; a single value alone)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return f"{v.mean():.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _pct(values) -> str:
+    v = 100 * np.asarray(values, dtype=float)
+    return f"{v.mean():.1f} %" if len(v) < 2 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f} %"
+
+
+def format_results(res: dict) -> str:
+    """The five experiments as markdown tables (mean ± sd over the seeds)."""
+    lines = ["| two heads: training | pixel mIoU | water/crop pixels right | scene accuracy |",
+             "|---|---:|---:|---:|"]
+    for name, runs in res["two_heads"].items():
+        pix = ("—" if name == "scene only" else _ms([r["mean_iou"] for r in runs]))
+        stripes = ("—" if name == "scene only"
+                   else _pct([r["stripe_accuracy"] for r in runs]))
+        scene = ("—" if name.endswith("pixels only")
+                 else _pct([r["scene_accuracy"] for r in runs]))
+        lines.append(f"| {name} | {pix} | {stripes} | {scene} |")
+    parts = res["parts"]
+    lines += ["", "| parts: network | parameters | object mIoU | part mIoU | consistency "
+              "| lamp/eye pixels right |", "|---|---:|---:|---:|---:|---:|"]
+    for name in ("local patch", "context"):
+        runs = parts[name]
+        lines.append(f"| {name} | {parts['parameters'][name]:,} | "
+                     f"{_ms([r['object_miou'] for r in runs])} | "
+                     f"{_ms([r['part_miou'] for r in runs])} | "
+                     f"{_pct([r['consistency'] for r in runs])} | "
+                     f"{_pct([r['spot_accuracy'] for r in runs])} |")
+    vol = res["volumes"]
+    lines += ["", "| volumes: model | parameters | mean Dice per volume | lesions found "
+              "| false-positive voxels per volume | voxel accuracy |",
+              "|---|---:|---:|---:|---:|---:|"]
+    neg = vol["all_negative"]
+    lines.append(f"| all negative | 0 | {np.mean(neg['dice']):.3f} | 0 % | 0 | "
+                 f"{100 * neg['voxel_accuracy']:.2f} % |")
+    for name, n_par in vol["parameters"].items():
+        runs = vol[name]
+        lines.append(f"| {name} | {n_par:,} | {_ms([np.mean(r['dice']) for r in runs])} | "
+                     f"{_pct([r['detected'] / r['lesions'] for r in runs])} | "
+                     f"{_ms([r['false_positive_voxels'] for r in runs], 0)} | "
+                     f"{_ms([100 * r['voxel_accuracy'] for r in runs], 2)} % |")
+    dis = res["dissection"]
+    concepts = dis["concepts"]
+    lines += ["", f"| dissection: network | detectors (IoU > {dis['iou_threshold']}) of "
+              f"{dis['trained'][0]['units']} units | mean best IoU | detectors per concept "
+              "(all seeds) | shape presence accuracy |", "|---|---:|---:|---|---:|"]
+    for name in ("trained", "random init"):
+        runs = dis[name]
+        per = np.sum([r["per_concept"] for r in runs], 0)
+        per_text = ", ".join(f"{c} {int(k)}" for c, k in zip(concepts, per, strict=True))
+        lines.append(f"| {name} | {_ms([r['detectors'] for r in runs], 1)} | "
+                     f"{_ms([r['mean_best_iou'] for r in runs])} | {per_text} | "
+                     f"{_pct([r['shape_accuracy'] for r in runs])} |")
+    faces = res["faces"]
+    lines += ["", "| faces: layer | parameters of the layer | aligned: test accuracy "
+              "| misaligned (±4 px): test accuracy |", "|---|---:|---:|---:|"]
+    for name in ("convolution", "locally connected"):
+        lines.append(f"| {name} | {faces['parameters'][name]:,} | "
+                     f"{_pct(faces['aligned'][name])} | {_pct(faces['misaligned'][name])} |")
+    return "\n".join(lines)
+
+
+def show_rows(rows: list[list[np.ndarray]], row_titles: list[str], col_titles=None,
+              kinds=None, size: float = 1.6):
+    """A grid of small images: rows[r][c]; kinds[r] 'image' (grey), 'labels' (a qualitative
+    colour map, 0 black) or 'heat'. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 1.2, size * n_rows),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        kind = (kinds or ["image"] * n_rows)[r]
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            if kind == "labels":
+                ax.imshow(row[c], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+            elif kind == "heat":
+                ax.imshow(row[c], cmap="magma", vmin=0, vmax=1)
+            else:
+                ax.imshow(row[c], cmap="gray", vmin=0, vmax=1)
+            if c == 0:
+                ax.set_ylabel(row_titles[r], fontsize=8)
+            if col_titles and r == 0:
+                ax.set_title(col_titles[c], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_figures(res: dict, which: str):
+    """The cached figure ``which`` ('parts', 'volumes' or 'dissection') of a results dict."""
+    fig_data = res["figures"][which]
+    if which == "parts":
+        rows = [[unpack(a, True) for a in fig_data["x"]],
+                [unpack(a) for a in fig_data["parts"]],
+                [unpack(a) for a in fig_data["local patch"]],
+                [unpack(a) for a in fig_data["context"]]]
+        return show_rows(rows, ["image", "true parts", "local patch", "context"],
+                         kinds=["image", "labels", "labels", "labels"])
+    if which == "volumes":
+        names = [k for k in fig_data if k not in ("slices", "x", "target")]
+        rows = [[unpack(a, True) for a in fig_data["x"]], [unpack(a) for a in fig_data["target"]]]
+        rows += [[unpack(a) for a in fig_data[k]] for k in names]
+        return show_rows(rows, ["slice", "true lesions"] + names,
+                         [f"slice {s}" for s in fig_data["slices"]],
+                         kinds=["image"] + ["labels"] * (len(rows) - 1), size=1.8)
+    rows, titles, kinds = [], [], []
+    for unit in fig_data["trained"]:
+        rows += [[unpack(a, True) for a in unit["x"]], [unpack(a, True) for a in unit["act"]]]
+        titles += [f"unit {unit['unit']}: {unit['concept']}",
+                   f"IoU {unit['iou']:.2f}: activation"]
+        kinds += ["image", "heat"]
+    return show_rows(rows, titles, kinds=kinds, size=1.3)

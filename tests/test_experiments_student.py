@@ -14,7 +14,7 @@ import pytest
 import sit471
 from sit471.reference import experiments
 
-TOPICS = ("label_number", "dense", "multi", "audio")  # the libraries of notebooks 05-08
+TOPICS = ("label_number", "dense", "multi", "audio", "parsing")  # notebooks 05-09
 
 
 @pytest.fixture
@@ -63,4 +63,4 @@ def test_staff_command_writes_the_json_the_notebook_reads(tmp_path, capsys):
     assert "| multispectral |" in capsys.readouterr().out
     assert {t: Path(f).parent.name for t, (_, _, f) in experiments.TOOLS.items()} == {
         "label_number": "05_label_number", "dense": "06_dense", "multi": "07_multi_branch",
-        "audio": "08_audio_beats"}
+        "audio": "08_audio_beats", "parsing": "09_parsing"}
