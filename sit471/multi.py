@@ -42,11 +42,13 @@ SIGNATURES = np.array([
 ], np.float32)
 TILE_SCALE = 2.0  # networks see reflectance x 2
 SOIL = np.array([0.12, 0.15, 0.19, 0.26, 0.33], np.float32)
-CLIP_CLASSES = ("red square", "green square", "blue square going left",
-                "blue square going right")
-CLIP_TYPES = ("appearance", "appearance", "motion", "motion")
+CLIP_CLASSES = ("red going right", "green going down", "blue going left", "yellow going up")
 FRAMES = 5
-CLIP_COLOURS = np.array([[0.9, 0.2, 0.1], [0.2, 0.9, 0.1], [0.2, 0.1, 0.9]], np.float32)
+# the colours have the same mean over R, G, B: in grayscale every square looks the same
+CLIP_COLOURS = np.array([[0.8, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.2, 0.8], [0.6, 0.6, 0.0]],
+                        np.float32)
+COLOUR_MIX = 0.7  # a clip's colour is mixed with another class's colour by up to this share
+TURN = 60.0  # a clip's direction is its class's direction turned by up to this many degrees
 SHAPES = ("circle", "square", "triangle", "cross")
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
@@ -83,29 +85,31 @@ def tiles(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 def clips(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """n short colour clips: x (n, 5, 3, 16, 16) in [0, 1], label (n,) int64.
 
-    A 5x5 square moves by one pixel per frame over a static grey texture. Red and green squares
-    (the *appearance* classes) go up or down; blue squares go left or right, and the direction is
-    the class (the *motion* classes). The three colours have the same mean over R, G, B, so in
-    grayscale every square looks the same.
+    A 6x6 square moves by one pixel per frame over a static grey texture. Each class has a
+    colour and a direction (CLIP_CLASSES), and both are blurred, independently: the colour is
+    mixed with the colour of a random other class (share uniform in [0, COLOUR_MIX)), the
+    direction is turned by an angle uniform in (-TURN, TURN) degrees. So one frame and the motion
+    each carry partial evidence: a colour mixed about half-way, or a direction about half-way
+    between two classes, leaves two classes possible, and the other stream can usually tell which.
+    The colours have the same mean over R, G, B, so the grayscale frames (from which the motion
+    is computed) show no colour at all.
     """
     rng = np.random.default_rng(seed)
     label = rng.integers(0, len(CLIP_CLASSES), n)
     x = np.zeros((n, FRAMES, 3, SIZE, SIZE), np.float32)
     for i in range(n):
-        background = 0.15 + 0.1 * rng.uniform(size=(SIZE, SIZE)).astype(np.float32)
         k = int(label[i])
-        colour = CLIP_COLOURS[min(k, 2)]
-        if k < 2:
-            step = (0, rng.choice([-1, 1]))
-        else:
-            step = (-1 if k == 2 else 1, 0)
-        x0, y0 = rng.integers(5, 7, 2)
-        x0 += -step[0] * 2
-        y0 += -step[1] * 2
+        other = (k + rng.integers(1, len(CLIP_CLASSES))) % len(CLIP_CLASSES)
+        mix = rng.uniform(0, COLOUR_MIX)
+        colour = (1 - mix) * CLIP_COLOURS[k] + mix * CLIP_COLOURS[other]
+        angle = np.deg2rad(90.0 * k + rng.uniform(-TURN, TURN))  # 0 right, 90 down (y grows)
+        cx, cy = rng.uniform(6.5, 9.5, 2)
+        background = 0.15 + 0.1 * rng.uniform(size=(SIZE, SIZE)).astype(np.float32)
         for t in range(FRAMES):
-            img = np.repeat(background[None], 3, axis=0)
-            px, py = x0 + step[0] * t, y0 + step[1] * t
-            img[:, py:py + 5, px:px + 5] = colour[:, None, None]
+            px = cx + np.cos(angle) * (t - FRAMES // 2)
+            py = cy + np.sin(angle) * (t - FRAMES // 2)
+            fill = np.clip(3.0 - np.maximum(np.abs(_XX - px), np.abs(_YY - py)), 0, 1)
+            img = background[None] * (1 - fill) + colour[:, None, None] * fill
             x[i, t] = img + 0.01 * rng.standard_normal(img.shape)
     return {"x": np.clip(x, 0, 1).astype(np.float32), "label": label.astype(np.int64)}
 
@@ -225,80 +229,158 @@ def clip_motion(x: torch.Tensor, motion_field: Callable) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- experiments
 
+SEEDS = (0, 1, 2, 3, 4)  # every network of an experiment is trained once per seed
+COLOR_SEEDS = (0, 1, 2)  # the colorizers cost about a minute per seed
+# what each section's runner needs from the notebook (its answers, and widen_first_conv)
+NEEDS = {"multispectral": ("adapt_in_channels", "band_ablation"),
+         "two_stream": ("late_fusion", "motion_field"),
+         "colorization": ("rgb_to_lab", "lab_to_rgb", "quantize_ab", "dequantize_ab"),
+         "cross_modal": ("cross_modal_forward",)}
+
+
+def _check(section: str, tools: dict[str, Callable], scale: float, seeds: Sequence[int]) -> None:
+    """Inputs of a runner, checked before anything trains."""
+    missing = [n for n in NEEDS[section] if not callable(tools.get(n))]
+    if missing:
+        raise ValueError(f"the {section} experiment needs the functions {missing}")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must lie in (0, 1], got {scale}")
+    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"need one or more different seeds, got {list(seeds)}")
+
+
+def _epochs(e: int, scale: float) -> int:
+    return max(1, int(round(e * scale)))
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation and the values themselves (JSON-ready)."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "values": [float(a) for a in v]}
+
 
 def _classify(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0,
               lr: float = 3e-3) -> None:
-    """Cross-entropy with label smoothing 0.1: a stream that cannot tell two classes apart
-    learns to say 50/50 instead of guessing with confidence (which late fusion would trust)."""
+    """Cross-entropy with label smoothing 0.1: a network that cannot tell two classes apart
+    learns to say 50/50 instead of guessing with confidence (which a fusion would trust)."""
     fit(net, lambda i: F.cross_entropy(net(x[i]), y[i], label_smoothing=0.1), len(x),
         epochs=epochs, seed=seed, lr=lr)
 
 
-def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
-                    scale: float = 1.0) -> dict:
-    """Train every model of the notebook; ``tools`` holds late_fusion, motion_field,
-    rgb_to_lab, lab_to_rgb, quantize_ab, dequantize_ab, cross_modal_forward, band_ablation and
-    adapt_in_channels. Returns the measured numbers (JSON-ready)."""
-    start = time.time()
-    res: dict = {"settings": {"scale": scale}}
-    ep = lambda e: max(1, int(round(e * scale)))  # noqa: E731
-    n_train, n_test = int(800 * scale), 400
+def _net(seed: int, in_channels: int, n_out: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return small_cnn(in_channels, n_out)
 
-    # 1. multispectral tiles
-    tr, te = tiles(n_train, seed=1), tiles(n_test, seed=2)
+
+def run_multispectral(tools: dict[str, Callable], scale: float = 1.0,
+                      seeds: Sequence[int] = SEEDS, log: Callable[[str], None] = print) -> dict:
+    """Section 1: visible bands vs all five, and a visible network widened to five bands
+    (``tools["adapt_in_channels"](conv, 5)``) against a five-band network from scratch, both
+    trained for the same number of epochs (1, 3 and 15); ``tools["band_ablation"]`` on the
+    scratch network (15 epochs) of the first seed."""
+    _check("multispectral", tools, scale, seeds)
+    start = time.time()
+    tr, te = tiles(int(800 * scale), seed=1), tiles(400, seed=2)
     # reflectances are small numbers: scale them to about [0, 1] for the networks
     xtr, ytr = torch.as_tensor(tr["x"]) * TILE_SCALE, torch.as_tensor(tr["label"])
     xte, yte = torch.as_tensor(te["x"]) * TILE_SCALE, torch.as_tensor(te["label"])
-    torch.manual_seed(0)
-    visible = small_cnn(3, len(TILE_CLASSES))
-    _classify(visible, xtr[:, :3], ytr, ep(15))
-    torch.manual_seed(0)
-    allb = small_cnn(len(BANDS), len(TILE_CLASSES))
-    _classify(allb, xtr, ytr, ep(15))
-    torch.manual_seed(0)
-    adapted = small_cnn(3, len(TILE_CLASSES))
-    adapted.load_state_dict(visible.state_dict())
-    adapted[0] = tools["adapt_in_channels"](adapted[0], len(BANDS))
-    _classify(adapted, xtr, ytr, ep(3), lr=1e-3)
-    with torch.no_grad():
-        pv, pa, pd = visible(xte[:, :3]), allb(xte), adapted(xte)
-    per_class = lambda p: {c: float((p.argmax(1)[yte == k] == k).float().mean())  # noqa: E731
-                           for k, c in enumerate(TILE_CLASSES)}
-    drop = tools["band_ablation"](allb, xte, yte)
-    res["multispectral"] = {
-        "visible_accuracy": accuracy(pv, yte), "all_bands_accuracy": accuracy(pa, yte),
-        "adapted_accuracy": accuracy(pd, yte), "adapted_epochs": ep(3),
-        "visible_per_class": per_class(pv), "all_bands_per_class": per_class(pa),
-        "band_importance": {b: float(d) for b, d in zip(BANDS, drop, strict=True)}}
-    log(f"multispectral {res['multispectral']} ({time.time() - start:.0f} s)")
+    budgets = tuple(sorted({_epochs(e, scale) for e in (1, 3, 15)}))
+    rows: dict[str, list[float]] = {"visible": []}
+    water: dict[str, list[float]] = {"visible": []}
+    for e in budgets:
+        rows[f"scratch_{e}"], rows[f"widened_{e}"] = [], []
+    importance = None
+    for seed in seeds:
+        visible = _net(seed, 3, len(TILE_CLASSES))
+        _classify(visible, xtr[:, :3], ytr, budgets[-1], seed=seed)
+        with torch.no_grad():
+            pv = visible(xte[:, :3])
+        rows["visible"].append(accuracy(pv, yte))
+        water["visible"].append(accuracy(pv[yte == 0], yte[yte == 0]))
+        for e in budgets:
+            scratch = _net(seed, len(BANDS), len(TILE_CLASSES))
+            _classify(scratch, xtr, ytr, e, seed=seed)
+            torch.manual_seed(seed)
+            widened = small_cnn(3, len(TILE_CLASSES))
+            widened.load_state_dict(visible.state_dict())
+            widened[0] = tools["adapt_in_channels"](widened[0], len(BANDS))
+            _classify(widened, xtr, ytr, e, seed=seed)
+            with torch.no_grad():
+                rows[f"scratch_{e}"].append(accuracy(scratch(xte), yte))
+                rows[f"widened_{e}"].append(accuracy(widened(xte), yte))
+            if e == budgets[-1] and importance is None:
+                importance = tools["band_ablation"](scratch, xte, yte)
+    res = {"budgets": list(budgets), "accuracy": {k: spread(v) for k, v in rows.items()},
+           "visible_water": spread(water["visible"]),
+           "band_importance": {b: float(d) for b, d in zip(BANDS, importance, strict=True)},
+           "seconds": round(time.time() - start, 1)}
+    log(f"multispectral {res['accuracy']} ({res['seconds']:.0f} s)")
+    return res
 
-    # 2. two streams
-    tr, te = clips(n_train, seed=3), clips(n_test, seed=4)
+
+FUSIONS = ("spatial", "temporal", "probabilities", "logits", "early", "probabilities_loud",
+           "logits_loud")
+LOUD = 5.0  # the control: the temporal stream's scores multiplied by this before fusing
+
+
+def run_two_streams(tools: dict[str, Callable], scale: float = 1.0,
+                    seeds: Sequence[int] = SEEDS,
+                    log: Callable[[str], None] = print) -> dict:
+    """Section 2: a spatial CNN on the middle frame, a temporal CNN on the stacked motion fields
+    (``tools["motion_field"]``), their late fusion after the softmax
+    (``tools["late_fusion"]``), the softmax of their averaged logits, and one CNN on the frame
+    and the motion fields stacked as 11 input channels (early fusion), each trained as long.
+    Control: both late fusions again with the temporal scores multiplied by LOUD (a stream whose
+    scores are on a larger scale, as after longer training or without label smoothing). Test
+    accuracy of each, and each fusion's margin over the better single stream, per seed."""
+    _check("two_stream", tools, scale, seeds)
+    start = time.time()
+    tr, te = clips(int(800 * scale), seed=3), clips(400, seed=4)
     ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
     mid = FRAMES // 2
-    str_, ste = torch.as_tensor(tr["x"][:, mid]), torch.as_tensor(te["x"][:, mid])
-    mtr = clip_motion(tr["x"], tools["motion_field"])
-    mte = clip_motion(te["x"], tools["motion_field"])
-    torch.manual_seed(0)
-    spatial = small_cnn(3, len(CLIP_CLASSES))
-    _classify(spatial, str_, ytr, ep(12))
-    torch.manual_seed(0)
-    temporal = small_cnn(mtr.shape[1], len(CLIP_CLASSES))
-    _classify(temporal, mtr, ytr, ep(12))
-    with torch.no_grad():
-        zs, zt = spatial(ste), temporal(mte)
-    fused = tools["late_fusion"]([zs, zt])
-    table = {}
-    for name, p in (("spatial", zs.softmax(1)), ("temporal", zt.softmax(1)), ("fused", fused)):
-        row = {"all": accuracy(p, yte)}
-        for kind in ("appearance", "motion"):
-            keep = torch.tensor([CLIP_TYPES[int(k)] == kind for k in yte])
-            row[kind] = accuracy(p[keep], yte[keep])
-        table[name] = row
-    res["two_stream"] = table
-    log(f"two_stream {table} ({time.time() - start:.0f} s)")
+    frame_tr, frame_te = torch.as_tensor(tr["x"][:, mid]), torch.as_tensor(te["x"][:, mid])
+    flow_tr = clip_motion(tr["x"], tools["motion_field"])
+    flow_te = clip_motion(te["x"], tools["motion_field"])
+    both_tr, both_te = torch.cat([frame_tr, flow_tr], 1), torch.cat([frame_te, flow_te], 1)
+    epochs = _epochs(12, scale)
+    acc: dict[str, list[float]] = {name: [] for name in FUSIONS}
+    for seed in seeds:
+        spatial = _net(seed, 3, len(CLIP_CLASSES))
+        _classify(spatial, frame_tr, ytr, epochs, seed=seed)
+        temporal = _net(seed, flow_tr.shape[1], len(CLIP_CLASSES))
+        _classify(temporal, flow_tr, ytr, epochs, seed=seed)
+        early = _net(seed, both_tr.shape[1], len(CLIP_CLASSES))
+        _classify(early, both_tr, ytr, epochs, seed=seed)
+        with torch.no_grad():
+            zs, zt, ze = spatial(frame_te), temporal(flow_te), early(both_te)
+        late = tools["late_fusion"]
+        scores = {"spatial": zs, "temporal": zt, "probabilities": torch.as_tensor(late([zs, zt])),
+                  "logits": (zs + zt) / 2, "early": ze,
+                  "probabilities_loud": torch.as_tensor(late([zs, LOUD * zt])),
+                  "logits_loud": (zs + LOUD * zt) / 2}
+        for name in FUSIONS:
+            acc[name].append(accuracy(scores[name], yte))
+    best = np.maximum(acc["spatial"], acc["temporal"])
+    res = {"epochs": epochs, "accuracy": {k: spread(v) for k, v in acc.items()},
+           "margin": {k: spread(np.asarray(acc[k]) - best)
+                      for k in FUSIONS[2:]},
+           "probabilities_minus_logits": spread(np.subtract(acc["probabilities"],
+                                                            acc["logits"])),
+           "seconds": round(time.time() - start, 1)}
+    log(f"two_stream {res['accuracy']} ({res['seconds']:.0f} s)")
+    return res
 
-    # 3. colorization
+
+def run_colorization(tools: dict[str, Callable], scale: float = 1.0,
+                     seeds: Sequence[int] = COLOR_SEEDS,
+                     log: Callable[[str], None] = print) -> dict:
+    """Section 3: one colorizer trained by regression of (a, b), one by classification over
+    the ab cells (annealed mean, temperature 0.38), from L of ``tools["rgb_to_lab"]``; ab error
+    and chroma on 100 test pictures (overall and on the ball), per seed; the first seed's
+    colourised test pictures (hex, see :func:`encode_image`)."""
+    _check("colorization", tools, scale, seeds)
+    start = time.time()
     tr, te = color_scenes(int(500 * scale), seed=5), color_scenes(100, seed=6)
     lab_tr = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(tr["x"]))).float()
     lab_te = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(te["x"]))).float()
@@ -307,70 +389,106 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     abtr = lab_tr[..., 1:].permute(0, 3, 1, 2)
     qtr = torch.as_tensor(tools["quantize_ab"](lab_tr[..., 1:]))
     centres = torch.as_tensor(tools["dequantize_ab"](torch.arange(22 * 22))).float()
-    torch.manual_seed(0)
-    reg = colorizer(2)
-    fit(reg, lambda i: F.mse_loss(reg(ltr[i]), abtr[i] / 100), len(ltr), epochs=ep(30),
-        batch_size=16)
-    torch.manual_seed(0)
-    cls = colorizer(len(centres))
-    fit(cls, lambda i: F.cross_entropy(cls(ltr[i]), qtr[i]), len(ltr), epochs=ep(30),
-        batch_size=16)
-    with torch.no_grad():
-        ab_reg = reg(lte).permute(0, 2, 3, 1) * 100
-        probs = torch.softmax(cls(lte) / 0.38, dim=1).permute(0, 2, 3, 1)  # annealed mean
-        ab_cls = probs @ centres
-    ball = torch.as_tensor(te["ball"])
-    truth = lab_te[..., 1:]
+    ball, truth = torch.as_tensor(te["ball"]), lab_te[..., 1:]
+    epochs = _epochs(30, scale)
+    measured: dict[str, dict[str, list[float]]] = {"regression": {}, "classification": {}}
+    examples = {"lightness": [], "truth": [encode_image(i) for i in te["x"][:6]]}
+    grey = torch.cat([lab_te[:6, ..., :1], torch.zeros_like(lab_te[:6, ..., 1:])], dim=-1)
+    examples["lightness"] = [encode_image(i) for i in
+                             torch.as_tensor(tools["lab_to_rgb"](grey)).numpy()]
+    for seed in seeds:
+        torch.manual_seed(seed)
+        reg = colorizer(2)
+        fit(reg, lambda i, reg=reg: F.mse_loss(reg(ltr[i]), abtr[i] / 100), len(ltr), epochs=epochs,
+            batch_size=16, seed=seed)
+        torch.manual_seed(seed)
+        cls = colorizer(len(centres))
+        fit(cls, lambda i, cls=cls: F.cross_entropy(cls(ltr[i]), qtr[i]), len(ltr), epochs=epochs,
+            batch_size=16, seed=seed)
+        with torch.no_grad():
+            ab = {"regression": reg(lte).permute(0, 2, 3, 1) * 100,
+                  "classification": torch.softmax(cls(lte) / 0.38, dim=1).permute(0, 2, 3, 1)
+                  @ centres}  # the annealed mean
+        for name, pred in ab.items():
+            err, chroma = (pred - truth).norm(dim=-1), pred.norm(dim=-1)
+            for key, value in (("ab_error", err.mean()), ("ab_error_ball", err[ball].mean()),
+                               ("chroma", chroma.mean()), ("chroma_ball", chroma[ball].mean())):
+                measured[name].setdefault(key, []).append(float(value))
+            if seed == seeds[0]:
+                lab = torch.cat([lab_te[:6, ..., :1], pred[:6]], dim=-1)
+                examples[name] = [encode_image(i) for i in
+                                  torch.as_tensor(tools["lab_to_rgb"](lab)).numpy()]
+    res = {name: {k: spread(v) for k, v in m.items()} for name, m in measured.items()}
+    res["truth"] = {"chroma": float(truth.norm(dim=-1).mean()),
+                    "chroma_ball": float(truth.norm(dim=-1)[ball].mean())}
+    res["epochs"], res["examples"] = epochs, examples
+    res["seconds"] = round(time.time() - start, 1)
+    log(f"colorization {({k: res[k] for k in ('regression', 'classification')})} "
+        f"({res['seconds']:.0f} s)")
+    return res
 
-    def scores(ab: torch.Tensor) -> dict:
-        err = (ab - truth).norm(dim=-1)
-        chroma = ab.norm(dim=-1)
-        return {"ab_error": float(err.mean()), "ab_error_ball": float(err[ball].mean()),
-                "chroma": float(chroma.mean()), "chroma_ball": float(chroma[ball].mean())}
 
-    res["colorization"] = {"regression": scores(ab_reg), "classification": scores(ab_cls),
-                           "truth": {"chroma": float(truth.norm(dim=-1).mean()),
-                                     "chroma_ball": float(truth.norm(dim=-1)[ball].mean())}}
-    examples = {"truth": [encode_image(i) for i in te["x"][:6]]}
-    for name, ab in (("regression", ab_reg), ("classification", ab_cls)):
-        lab = torch.cat([lab_te[:6, ..., :1], ab[:6]], dim=-1).clamp(-110, 110)
-        lab[..., 0] = lab[..., 0].clamp(0, 100)
-        examples[name] = [encode_image(i) for i in torch.as_tensor(tools["lab_to_rgb"](lab)
-                                                                    ).numpy()]
-    res["colorization_examples"] = examples
-    log(f"colorization {res['colorization']} ({time.time() - start:.0f} s)")
-
-    # 4. cross-modal
-    tr, te = shape_pairs(n_train, seed=7), shape_pairs(n_test, seed=8)
+def run_cross_modal(tools: dict[str, Callable], scale: float = 1.0,
+                    seeds: Sequence[int] = SEEDS, log: Callable[[str], None] = print) -> dict:
+    """Section 4: encoders and shared layers (``tools["cross_modal_forward"]``) trained with
+    the pairing term ("paired") or without ("unpaired"); accuracy on test pictures and
+    drawings, and retrieval of each test drawing's picture, per seed."""
+    _check("cross_modal", tools, scale, seeds)
+    start = time.time()
+    n_test = 400
+    tr, te = shape_pairs(int(800 * scale), seed=7), shape_pairs(n_test, seed=8)
     itr, dtr = torch.as_tensor(tr["image"]), torch.as_tensor(tr["drawing"])
     ite, dte = torch.as_tensor(te["image"]), torch.as_tensor(te["drawing"])
     ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
     forward = tools["cross_modal_forward"]
-    cross = {}
-    for name, weight in (("paired", 1.0), ("unpaired", 0.0)):
-        torch.manual_seed(0)
-        encoders = nn.ModuleDict({"image": encoder(), "drawing": encoder()})
-        shared = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
-        head = nn.Linear(16, len(SHAPES))
-        model = nn.ModuleList([encoders, shared, head])
+    measured: dict[str, dict[str, list[float]]] = {"paired": {}, "unpaired": {}}
+    for seed in seeds:
+        for name, weight in (("paired", 1.0), ("unpaired", 0.0)):
+            torch.manual_seed(seed)
+            encoders = nn.ModuleDict({"image": encoder(), "drawing": encoder()})
+            shared = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+            head = nn.Linear(16, len(SHAPES))
 
-        def loss(i, weight=weight, encoders=encoders, shared=shared, head=head):
-            ei, zi = forward(itr[i], "image", encoders, shared, head)
-            ed, _ = forward(dtr[i], "drawing", encoders, shared, head)
-            return F.cross_entropy(zi, ytr[i]) + weight * F.mse_loss(ed, ei)
+            def loss(i, weight=weight, encoders=encoders, shared=shared, head=head):
+                ei, zi = forward(itr[i], "image", encoders, shared, head)
+                ed, _ = forward(dtr[i], "drawing", encoders, shared, head)
+                return F.cross_entropy(zi, ytr[i]) + weight * F.mse_loss(ed, ei)
 
-        fit(model, loss, len(itr), epochs=ep(15))
-        with torch.no_grad():
-            ei, zi = forward(ite, "image", encoders, shared, head)
-            ed, zd = forward(dte, "drawing", encoders, shared, head)
-        sim = F.normalize(ed, dim=1) @ F.normalize(ei, dim=1).T
-        nearest = sim.argmax(dim=1)
-        cross[name] = {"image_accuracy": accuracy(zi, yte), "drawing_accuracy": accuracy(zd, yte),
-                       "retrieval_top1": float((nearest == torch.arange(len(yte))).float().mean()),
-                       "retrieval_same_class": float((yte[nearest] == yte).float().mean())}
-    cross["chance_top1"] = 1 / n_test
-    res["cross_modal"] = cross
-    log(f"cross_modal {cross} ({time.time() - start:.0f} s)")
+            fit(nn.ModuleList([encoders, shared, head]), loss, len(itr),
+                epochs=_epochs(15, scale), seed=seed)
+            with torch.no_grad():
+                ei, zi = forward(ite, "image", encoders, shared, head)
+                ed, zd = forward(dte, "drawing", encoders, shared, head)
+            nearest = (F.normalize(ed, dim=1) @ F.normalize(ei, dim=1).T).argmax(dim=1)
+            for key, value in (
+                    ("image_accuracy", accuracy(zi, yte)),
+                    ("drawing_accuracy", accuracy(zd, yte)),
+                    ("retrieval_top1", (nearest == torch.arange(n_test)).float().mean()),
+                    ("retrieval_same_class", (yte[nearest] == yte).float().mean())):
+                measured[name].setdefault(key, []).append(float(value))
+    res = {name: {k: spread(v) for k, v in m.items()} for name, m in measured.items()}
+    res["chance_top1"] = 1 / n_test
+    res["seconds"] = round(time.time() - start, 1)
+    log(f"cross_modal {res} ({res['seconds']:.0f} s)")
+    return res
+
+
+RUNNERS = {"multispectral": run_multispectral, "two_stream": run_two_streams,
+           "colorization": run_colorization, "cross_modal": run_cross_modal}
+
+
+def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
+                    scale: float = 1.0, seeds: Sequence[int] | None = None) -> dict:
+    """Every section's experiment with the functions in ``tools`` (see NEEDS); scale < 1
+    shrinks the training sets and epochs; seeds (default: each runner's own) for every
+    section. Returns the measured numbers (JSON-ready)."""
+    for section in RUNNERS:
+        _check(section, tools, scale, SEEDS if seeds is None else seeds)
+    start = time.time()
+    res: dict = {"settings": {"scale": scale}}
+    for section, runner in RUNNERS.items():
+        res[section] = (runner(tools, scale=scale, log=log) if seeds is None
+                        else runner(tools, scale=scale, seeds=seeds, log=log))
     res["settings"]["seconds"] = round(time.time() - start, 1)
     return res
 
@@ -389,35 +507,79 @@ def decode_image(text: str) -> np.ndarray:
     return (raw.reshape(SIZE, SIZE, 3) / 255).astype(np.float32)
 
 
-def format_results(res: dict) -> str:
-    """The measured numbers as a markdown table (quoted by the notebook)."""
-    m, t, c, x = (res["multispectral"], res["two_stream"], res["colorization"],
-                  res["cross_modal"])
-    rows = ["| experiment | setting | result |", "|---|---|---|"]
-    rows.append(f"| multispectral | visible bands only | accuracy {m['visible_accuracy']:.3f} "
-                f"(water {m['visible_per_class']['water']:.2f}, solar panel "
-                f"{m['visible_per_class']['solar panel']:.2f}) |")
-    rows.append(f"| multispectral | all 5 bands | accuracy {m['all_bands_accuracy']:.3f} |")
-    rows.append(f"| multispectral | visible net adapted to 5 bands, {m['adapted_epochs']} epochs "
-                f"| accuracy {m['adapted_accuracy']:.3f} |")
-    rows.append("| multispectral | band importance (accuracy drop) | " + ", ".join(
+def _pm(s: dict, digits: int = 3) -> str:
+    """'mean ± std' of a :func:`spread`."""
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def format_multispectral(m: dict) -> list[str]:
+    a = m["accuracy"]
+    rows = [f"| multispectral | visible bands only, {m['budgets'][-1]} epochs | accuracy "
+            f"{_pm(a['visible'])} (water {_pm(m['visible_water'], 2)}) |"]
+    for e in m["budgets"]:
+        epochs = f"{e} epoch" + ("s" if e != 1 else "")
+        rows.append(f"| multispectral | all 5 bands from scratch, {epochs} | accuracy "
+                    f"{_pm(a[f'scratch_{e}'])} |")
+        rows.append(f"| multispectral | visible net widened to 5 bands, {epochs} more | "
+                    f"accuracy {_pm(a[f'widened_{e}'])} |")
+    rows.append("| multispectral | band importance (accuracy drop, first seed) | " + ", ".join(
         f"{b} {v:.3f}" for b, v in m["band_importance"].items()) + " |")
-    for name in ("spatial", "temporal", "fused"):
-        r = t[name]
-        rows.append(f"| two-stream | {name} | all {r['all']:.3f}, appearance classes "
-                    f"{r['appearance']:.3f}, motion classes {r['motion']:.3f} |")
+    return rows
+
+
+FUSION_NAMES = {"spatial": "spatial stream alone", "temporal": "temporal stream alone",
+                "probabilities": "late fusion of probabilities (after the softmax)",
+                "logits": "late fusion of logits (before the softmax)",
+                "early": "early fusion (one CNN on frame + motion, 11 channels)",
+                "probabilities_loud": f"control: fusion of probabilities, temporal scores "
+                                      f"x{LOUD:g}",
+                "logits_loud": f"control: fusion of logits, temporal scores x{LOUD:g}"}
+
+
+def format_two_streams(t: dict) -> list[str]:
+    rows = []
+    for name in FUSIONS:
+        margin = (f", margin over the better stream {t['margin'][name]['mean']:+.3f} ± "
+                  f"{t['margin'][name]['std']:.3f}" if name in t["margin"] else "")
+        rows.append(f"| two-stream | {FUSION_NAMES[name]} | accuracy "
+                    f"{_pm(t['accuracy'][name])}{margin} |")
+    d = t["probabilities_minus_logits"]
+    rows.append(f"| two-stream | probabilities minus logits, paired by seed | accuracy "
+                f"{d['mean']:+.3f} ± {d['std']:.3f} |")
+    return rows
+
+
+def format_colorization(c: dict) -> list[str]:
+    rows = []
     for name in ("regression", "classification"):
         r = c[name]
-        rows.append(f"| colorization | {name} | ab error {r['ab_error']:.1f} (ball "
-                    f"{r['ab_error_ball']:.1f}), chroma {r['chroma']:.1f} (ball "
-                    f"{r['chroma_ball']:.1f}) |")
+        rows.append(f"| colorization | {name} | ab error {_pm(r['ab_error'], 1)} (ball "
+                    f"{_pm(r['ab_error_ball'], 1)}), chroma {_pm(r['chroma'], 1)} (ball "
+                    f"{_pm(r['chroma_ball'], 1)}) |")
     rows.append(f"| colorization | true colours | chroma {c['truth']['chroma']:.1f} (ball "
                 f"{c['truth']['chroma_ball']:.1f}) |")
+    return rows
+
+
+def format_cross_modal(x: dict) -> list[str]:
+    rows = []
     for name in ("paired", "unpaired"):
         r = x[name]
-        rows.append(f"| cross-modal | {name} training | images {r['image_accuracy']:.3f}, "
-                    f"drawings {r['drawing_accuracy']:.3f}, retrieval top-1 "
-                    f"{r['retrieval_top1']:.3f}, same class {r['retrieval_same_class']:.3f} |")
+        rows.append(f"| cross-modal | {name} training | images {_pm(r['image_accuracy'])}, "
+                    f"drawings {_pm(r['drawing_accuracy'])}, retrieval top-1 "
+                    f"{_pm(r['retrieval_top1'])}, same class {_pm(r['retrieval_same_class'])} |")
+    return rows
+
+
+FORMATS = {"multispectral": format_multispectral, "two_stream": format_two_streams,
+           "colorization": format_colorization, "cross_modal": format_cross_modal}
+
+
+def format_results(res: dict, sections: Sequence[str] = tuple(RUNNERS)) -> str:
+    """The measured numbers (mean ± standard deviation over the seeds) as a markdown table."""
+    rows = ["| experiment | setting | result (mean ± std over the seeds) |", "|---|---|---|"]
+    for section in sections:
+        rows += FORMATS[section](res[section])
     return "\n".join(rows)
 
 
