@@ -33,6 +33,7 @@ FPS = SR / HOP
 CONTEXT = 15
 MIN_GAP = 0.25  # seconds between two beats at least (240 BPM)
 NOISE_LEVELS = (0.0, 0.1, 0.2, 0.4, 0.8)
+SEEDS = (0, 1, 2)  # training seeds of the sweep
 
 Features = Callable[..., np.ndarray]
 
@@ -254,67 +255,110 @@ def detect(activation: np.ndarray, threshold: float, peaks: Callable[..., np.nda
     return frame_times(len(activation))[idx] if len(idx) else np.zeros(0)
 
 
-def sweep(tools: dict[str, Callable], train: int = 40, test: int = 20, epochs: int = 4,
-          noise_levels: Sequence[float] = NOISE_LEVELS, seed: int = 0,
-          verbose: bool = True) -> dict:
-    """CNN vs spectral-flux baseline: mean F-measure, precision, recall per noise level.
-
-    tools: {"log_mel_spectrogram", "spectral_flux", "pick_peaks", "beat_f_measure"} (the
-    notebook passes its own). Both thresholds are chosen on the training clips; test clips use
-    other seeds.
-    """
-    start = time.perf_counter()
+def _sweep_seed(tools: dict[str, Callable], train: int, test: int, epochs: int,
+                noise_levels: Sequence[float], seed: int, verbose: bool) -> dict:
+    """One training seed: thresholds chosen on its training clips, then per noise level and
+    method the (F, precision, recall, tempo error) of every test clip, (test, 4)."""
     feats, flux, peaks, fmeasure = (tools["log_mel_spectrogram"], tools["spectral_flux"],
                                     tools["pick_peaks"], tools["beat_f_measure"])
-    clips = training_clips(train, seed=1000 + seed, noise_levels=noise_levels)
+    clips = training_clips(train, seed=1000 + 100 * seed, noise_levels=noise_levels)
     model = train_beat_cnn(clips, feats, epochs=epochs, seed=seed, verbose=verbose)
     specs = [clip_features(c, feats) for c in clips]
     grid = np.round(np.arange(0.1, 0.95, 0.05), 2)
+
+    def activations(spec_list: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        return {"cnn": [beat_activation(model, s) for s in spec_list],
+                "flux": [normalised_flux(s, flux) for s in spec_list]}
 
     def mean_f(acts: list[np.ndarray], cl: Sequence[dict], th: float) -> float:
         return float(np.mean([fmeasure(c["beats"], detect(a, th, peaks))[0]
                               for a, c in zip(acts, cl, strict=True)]))
 
-    acts = {"cnn": [beat_activation(model, s) for s in specs],
-            "flux": [normalised_flux(s, flux) for s in specs]}
+    acts = activations(specs)
     thresholds = {m: float(max(grid, key=lambda th: mean_f(acts[m], clips, th))) for m in acts}
-    rows = []
+    scores: dict[float, dict[str, np.ndarray]] = {}
     for level in noise_levels:
-        test_clips = [beat_audio(50_000 + 100 * i + seed, 6.0, level) for i in range(test)]
-        test_specs = [clip_features(c, feats) for c in test_clips]
-        test_acts = {"cnn": [beat_activation(model, s) for s in test_specs],
-                     "flux": [normalised_flux(s, flux) for s in test_specs]}
+        test_clips = [beat_audio(50_000 + 1000 * seed + i, 6.0, level) for i in range(test)]
+        test_acts = activations([clip_features(c, feats) for c in test_clips])
+        scores[level] = {}
         for method in ("flux", "cnn"):
-            scores = np.array([fmeasure(c["beats"], detect(a, thresholds[method], peaks))
-                               for a, c in zip(test_acts[method], test_clips, strict=True)])
-            tempo_err = [abs(tempo_from_beats(detect(a, thresholds[method], peaks)) - c["tempo"])
-                         / c["tempo"] for a, c in zip(test_acts[method], test_clips, strict=True)]
-            rows.append({"noise": level, "method": method,
-                         "f": float(scores[:, 0].mean()), "f_std": float(scores[:, 0].std()),
-                         "precision": float(scores[:, 1].mean()),
-                         "recall": float(scores[:, 2].mean()),
-                         "tempo_within_4pct": float(np.mean(np.nan_to_num(tempo_err, nan=1)
-                                                            <= 0.04))})
+            rows = []
+            for a, c in zip(test_acts[method], test_clips, strict=True):
+                found = detect(a, thresholds[method], peaks)
+                rows.append([*fmeasure(c["beats"], found),
+                             abs(tempo_from_beats(found) - c["tempo"]) / c["tempo"]])
+            scores[level][method] = np.nan_to_num(np.array(rows, dtype=float), nan=1.0)
         if verbose:
-            print(" ".join(f"{r['method']} F={r['f']:.3f}" for r in rows[-2:]),
-                  f"at noise {level}")
+            print(f"seed {seed}, noise {level}: " + ", ".join(
+                f"{m} F={scores[level][m][:, 0].mean():.3f}" for m in ("flux", "cnn")))
+    return {"thresholds": thresholds, "scores": scores}
+
+
+def sweep(tools: dict[str, Callable], train: int = 40, test: int = 20, epochs: int = 4,
+          noise_levels: Sequence[float] = NOISE_LEVELS, seeds: Sequence[int] = SEEDS,
+          verbose: bool = True) -> dict:
+    """CNN vs spectral-flux baseline as the noise grows, over several training seeds.
+
+    tools: {"log_mel_spectrogram", "spectral_flux", "pick_peaks", "beat_f_measure"} (the
+    notebook passes its own). For each seed: a CNN trained on its own ``train`` clips, both
+    thresholds chosen on those clips, ``test`` new clips per noise level. Rows per noise level
+    and method: F-measure (mean over all test clips of all seeds; ``f_std`` the standard
+    deviation of the per-seed means, ``f_seeds`` those means), precision, recall, the share of
+    clips whose tempo is within 4 %. ``differences``: CNN minus flux F-measure on the same clips,
+    mean and a 95 % interval (normal approximation over the seeds x clips paired differences).
+    """
+    missing = [n for n in ("log_mel_spectrogram", "spectral_flux", "pick_peaks",
+                           "beat_f_measure") if not callable(tools.get(n))]
+    if missing:
+        raise ValueError(f"the sweep needs the functions {missing}")
+    if train < 1 or test < 1 or epochs < 1 or len(seeds) == 0 or len(noise_levels) == 0:
+        raise ValueError("need train, test, epochs >= 1 and at least one seed and noise level")
+    start = time.perf_counter()
+    runs = [_sweep_seed(tools, train, test, epochs, noise_levels, s, verbose) for s in seeds]
+    rows, differences = [], []
+    for level in noise_levels:
+        for method in ("flux", "cnn"):
+            per_seed = [r["scores"][level][method] for r in runs]
+            every = np.concatenate(per_seed)
+            means = [float(s[:, 0].mean()) for s in per_seed]
+            rows.append({"noise": level, "method": method, "f": float(every[:, 0].mean()),
+                         "f_std": float(np.std(means, ddof=1)) if len(means) > 1 else 0.0,
+                         "f_seeds": means, "precision": float(every[:, 1].mean()),
+                         "recall": float(every[:, 2].mean()),
+                         "tempo_within_4pct": float(np.mean(every[:, 3] <= 0.04))})
+        diff = np.concatenate([r["scores"][level]["cnn"][:, 0] - r["scores"][level]["flux"][:, 0]
+                               for r in runs])
+        half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        differences.append({"noise": level, "cnn_minus_flux": float(diff.mean()),
+                            "low": float(diff.mean()) - half, "high": float(diff.mean()) + half,
+                            "cnn_better_clips": float(np.mean(diff > 0)),
+                            "flux_better_clips": float(np.mean(diff < 0))})
     return {"settings": {"train_clips": train, "test_clips": test, "epochs": epochs,
-                         "seed": seed, "duration": 6.0, "thresholds": thresholds,
-                         "window": 0.07, "seconds": round(time.perf_counter() - start, 1)},
-            "rows": rows}
+                         "seeds": list(seeds), "duration": 6.0,
+                         "thresholds": [r["thresholds"] for r in runs], "window": 0.07,
+                         "seconds": round(time.perf_counter() - start, 1)},
+            "rows": rows, "differences": differences}
 
 
 METHOD_NAMES = {"flux": "spectral flux", "cnn": "CNN"}
 
 
 def format_table(results: dict) -> str:
-    """Markdown table of a sweep: one row per noise level and method."""
-    lines = ["| noise (std) | method | F-measure | precision | recall | tempo within 4 % |",
-             "|---:|---|---:|---:|---:|---:|"]
+    """Two markdown tables of a sweep: one row per noise level and method, then the paired
+    differences CNN minus flux with their 95 % intervals."""
+    n = len(results["settings"]["seeds"])
+    lines = [f"| noise (std) | method | F-measure (± std over {n} seeds) | precision | recall | "
+             "tempo within 4 % |", "|---:|---|---:|---:|---:|---:|"]
     for r in results["rows"]:
         lines.append(f"| {r['noise']:.2f} | {METHOD_NAMES[r['method']]} | "
                      f"{r['f']:.3f} ± {r['f_std']:.3f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} | {100 * r['tempo_within_4pct']:.0f} % |")
+    lines += ["", "| noise (std) | F of CNN minus F of flux, same clips (95 % interval) | "
+              "clips where the CNN is better / worse |", "|---:|---:|---:|"]
+    for d in results["differences"]:
+        lines.append(f"| {d['noise']:.2f} | {d['cnn_minus_flux']:+.3f} [{d['low']:+.3f}, "
+                     f"{d['high']:+.3f}] | {100 * d['cnn_better_clips']:.0f} % / "
+                     f"{100 * d['flux_better_clips']:.0f} % |")
     return "\n".join(lines)
 
 

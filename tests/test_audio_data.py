@@ -59,14 +59,20 @@ def test_small_sweep_runs_and_cnn_learns_something():
     tools = {name: getattr(ref, name) for name in ("log_mel_spectrogram", "spectral_flux",
                                                   "pick_peaks", "beat_f_measure")}
     results = audio.sweep(tools, train=6, test=2, epochs=2, noise_levels=(0.0, 0.4),
-                          verbose=False)
+                          seeds=(0, 1), verbose=False)
     rows = results["rows"]
     assert [(r["noise"], r["method"]) for r in rows] == [(0.0, "flux"), (0.0, "cnn"),
                                                          (0.4, "flux"), (0.4, "cnn")]
     assert all(0 <= r["f"] <= 1 for r in rows)
     assert rows[1]["f"] > 0.5  # even a tiny CNN finds most beats in clean audio
+    # f is the mean over every test clip of every seed; the differences pair the same clips
+    for r in rows:
+        assert len(r["f_seeds"]) == 2 and abs(np.mean(r["f_seeds"]) - r["f"]) < 1e-12
+    for d, flux, cnn in zip(results["differences"], rows[0::2], rows[1::2], strict=True):
+        assert abs(d["cnn_minus_flux"] - (cnn["f"] - flux["f"])) < 1e-12
+        assert d["low"] <= d["cnn_minus_flux"] <= d["high"]
     table = audio.format_table(results)
-    assert table.count("\n") == 5 and "CNN" in table
+    assert table.count("\n") == 10 and "CNN" in table and "95 % interval" in table
 
 
 def test_plots_draw():

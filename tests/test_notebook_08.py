@@ -160,7 +160,8 @@ def test_every_test_passes_again_after_the_mistakes(kernel):
 
 def test_mistake_table_covers_every_exercise():
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
+    answers = {_grade_id(c) for c in nb.cells
+               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
     assert answers == {m[0] for m in MISTAKES_08}
 
 
@@ -168,19 +169,48 @@ def test_mistake_table_covers_every_exercise():
 
 
 def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
-    from sit471.audio import NOISE_LEVELS, format_table
+    from sit471.audio import NOISE_LEVELS, SEEDS, format_table
 
     results = json.loads((FOLDER / "beats.json").read_text())
     rows = results["rows"]
     assert [r["noise"] for r in rows] == [n for n in NOISE_LEVELS for _ in range(2)]
     assert all(0 <= r[k] <= 1 for r in rows for k in ("f", "precision", "recall"))
     assert results["settings"]["test_clips"] >= 10
+    assert results["settings"]["seeds"] == list(SEEDS) and len(SEEDS) >= 3
+    assert all(len(r["f_seeds"]) == len(SEEDS) for r in rows)
     text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
     for row in format_table(results).splitlines()[2:]:
         assert row in text, f"the notebook does not quote the cached result {row}"
-    cnn = {r["noise"]: r["f"] for r in rows if r["method"] == "cnn"}
-    flux = {r["noise"]: r["f"] for r in rows if r["method"] == "flux"}
-    assert cnn[max(cnn)] > flux[max(flux)] + 0.2, "the notebook's claim: the CNN wins in noise"
+    diff = {d["noise"]: d for d in results["differences"]}
+    assert list(diff) == list(NOISE_LEVELS)
+    for d in diff.values():
+        assert d["low"] <= d["cnn_minus_flux"] <= d["high"]
+    # the notebook's claim: in strong noise the CNN wins, by more than the paired interval
+    assert diff[max(diff)]["low"] > 0.2
+
+
+def test_sweep_question_is_hand_graded_after_the_experiment():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [_grade_id(c) for c in nb.cells]
+    cell = nb.cells[ids.index("sweep_answer")]
+    meta = nbgrader_meta(cell)
+    assert cell.cell_type == "markdown" and meta["grade"] and meta["solution"]
+    assert meta["points"] == 2 and not meta.get("locked")
+    assert ids.index("experiment") < ids.index("sweep_answer") < ids.index("findings_md")
+    release = nbformat.read(COURSE / "release" / FOLDER.name / NOTEBOOK.name, as_version=4)
+    stub = next(c for c in release.cells if _grade_id(c) == "sweep_answer")
+    assert stub.source.strip() == "YOUR ANSWER HERE"
+
+
+def test_sweep_checks_its_inputs_before_training():
+    from sit471 import audio
+
+    with pytest.raises(ValueError, match="pick_peaks"):
+        audio.sweep({"log_mel_spectrogram": len, "spectral_flux": len, "beat_f_measure": len})
+    tools = dict.fromkeys(("log_mel_spectrogram", "spectral_flux", "pick_peaks",
+                           "beat_f_measure"), len)
+    with pytest.raises(ValueError, match="seed"):
+        audio.sweep(tools, seeds=())
 
 
 # -------------------------------------------------------- the grader's F-measure at the edge
