@@ -153,3 +153,57 @@ def check_gradient(analytic: object, numeric: np.ndarray, name: str, tol: float 
             f"{name} disagrees with the numerical gradient: relative error {err:.2e} "
             f"(should be below {tol:.0e})"
         )
+
+
+def check_directional_derivatives(
+    analytic: object,
+    f,
+    a: np.ndarray,
+    name: str,
+    *,
+    tol: float = 1e-7,
+    directions: int = 6,
+    eps: float = 1e-5,
+    seed: int = 0,
+) -> float:
+    """Assert that the gradient ``analytic`` of the number ``f()`` with respect to ``a`` is right
+    along a few random directions; return the relative error.
+
+    ``f`` takes no arguments and reads the array ``a``, which is moved in place to
+    ``a + eps * v`` and ``a - eps * v`` for each random unit direction ``v`` and then restored.
+    The centred difference ``(f(a + eps v) - f(a - eps v)) / (2 eps)`` estimates the
+    directional derivative, which a right gradient ``g`` gives as ``sum(g * v)``. Two calls of
+    ``f`` per direction, whatever the size of ``a`` (a wrong gradient disagrees along almost
+    every direction), instead of two per entry.
+    """
+    got = _plain(analytic, name)
+    if got.shape != np.shape(a):
+        raise AssertionError(f"{name} has shape {got.shape}, expected {np.shape(a)}")
+    if not _isfinite(got).all():
+        raise AssertionError(f"{name} contains NaN or infinity")
+    rng = np.random.default_rng(seed)
+    saved = _array(a, copy=True)
+    predicted, measured = [], []
+    try:
+        for _ in range(directions):
+            v = rng.normal(size=saved.shape)
+            v /= _norm(v) or 1.0
+            a[...] = saved + eps * v
+            plus = float(f())
+            a[...] = saved - eps * v
+            minus = float(f())
+            a[...] = saved
+            measured.append((plus - minus) / (2 * eps))
+            predicted.append(float(np.sum(got * v)))
+    finally:
+        a[...] = saved
+    predicted, measured = _array(predicted), _array(measured)
+    err = relative_error(predicted, measured)
+    if not err < tol:
+        if relative_error(-predicted, measured) < tol:
+            raise AssertionError(f"{name} has the wrong sign (relative error {err:.2e})")
+        raise AssertionError(
+            f"{name} disagrees with the numerical derivative along random directions: "
+            f"relative error {err:.2e} (should be below {tol:.0e})"
+        )
+    return err

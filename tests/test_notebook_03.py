@@ -1,5 +1,5 @@
 """Assignment 03 (CNNs from scratch): common mistakes are caught with a message that names them,
-and the figure helpers of sit471.cnn work.
+each costs only its own exercise's points, and the helpers of sit471.cnn and sit471.checks work.
 
 Each mistake is put into one answer of the source notebook (in a kernel that has run the
 notebook, figure and exploration cells left out), and the test cell that must catch it has to
@@ -9,7 +9,6 @@ fail with a message that names the mistake.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 
 import matplotlib
@@ -202,7 +201,7 @@ MISTAKES_03 = [
         "dx = (dout @ w.T).reshape(x.shape)",
         "dx = dout @ w.T",
         "test_affine_backward",
-        r"right values but shape \(3, 8\), expected \(3, 2, 4\)",
+        r"has the shape \(3, 8\) of the flattened x: reshape it back to x.shape",
     ),
     (
         "affine_backward",
@@ -237,14 +236,43 @@ MISTAKES_03 = [
         "dh = relu_backward(da, relu_cache)",
         "dh = da",
         "test_cnn_loss",
-        r"grads\['w1'\] disagrees with the numerical gradient",
+        r"never called relu_backward: the ReLU's backward pass is missing",
     ),
     (
         "cnn_loss",
         "return scores\n",
         "return softmax_cross_entropy(scores, np.zeros(len(x), dtype=int))[1]\n",
         "test_cnn_loss",
-        r"scores with w2 = 0, b2 = \[1, 2, 3\]",
+        r"without labels should return the scores",
+    ),
+    (
+        "cnn_loss",
+        "stride=1, pad=1)",
+        "stride=1)",
+        "test_cnn_loss",
+        r"called conv_forward with pad = 0; it should be 1",
+    ),
+    (
+        "cnn_loss",
+        "maxpool_forward(a, size=2, stride=2)",
+        "maxpool_forward(h, size=2, stride=2)",
+        "test_cnn_loss",
+        r"called maxpool_forward with x = conv_forward's output; it should be relu_forward's",
+    ),
+    (
+        "cnn_loss",
+        "da = maxpool_backward(dp, pool_cache)",
+        "da = maxpool_backward(dp, relu_cache)",
+        "test_cnn_loss",
+        r"called maxpool_backward with cache = the cache of relu_forward; it should be the "
+        r"cache of maxpool_forward",
+    ),
+    (
+        "cnn_loss",
+        '"w2": dw2, "b2": db2}',
+        '"w2": dw2, "b2": db2 / len(x)}',
+        "test_cnn_loss",
+        r"grads\['b2'\] should be affine_backward's db",
     ),
     # caught only by the grader's half: the visible tests use other strides and shapes
     (
@@ -286,6 +314,58 @@ def test_assignment_03_catches_common_mistakes(kernel, mistake):
 def test_every_test_passes_again_after_the_mistakes(kernel):
     for test_id in sorted({m[3] for m in MISTAKES_03}):
         assert not kernel.run(kernel.cells[test_id].source), test_id
+
+
+# ------------------------------------------------------------------- one mistake, one exercise
+
+# A mistake in one layer costs that layer's test only: the backward tests check against PyTorch's
+# forward pass (not the student's), conv_forward's against PyTorch's conv2d (not the student's
+# conv_forward_naive), and cnn_loss runs with stand-ins for the layers, in the visible half and
+# in the grader's. Before that, conv_forward's mistake below cost 8 of 30 points (its own test,
+# cnn_loss and the training test), relu_backward's 5, conv_forward_naive's 9, maxpool_forward's
+# 8, affine_forward's 6 and softmax_cross_entropy's 8. (im2col's mistakes still cost
+# conv_forward's points too: exercise 4 is a convolution *through your im2col*.)
+ONE_EXERCISE = [
+    ("conv_forward", "out = out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3)",
+     "out = out.reshape(N, F, H_out, W_out)", "test_conv_forward"),
+    ("relu", "return dout * (x > 0)", "return dout * np.maximum(x, 0)", "test_relu"),
+    ("relu", "return np.maximum(x, 0), x", "return np.abs(x), x", "test_relu"),
+    ("conv_forward_naive", "np.sum(window * w[f])", "np.sum(window * w[f, :, ::-1, ::-1])",
+     "test_conv_forward_naive"),
+    ("maxpool_forward", "out[:, :, r, c] = window.max(axis=(2, 3))",
+     "out[:, :, r, c] = window.mean(axis=(2, 3))", "test_maxpool_forward"),
+    ("affine_forward", "out = x.reshape(x.shape[0], -1) @ w + b",
+     "out = x.reshape(x.shape[0], -1) @ w", "test_affine_forward"),
+    ("softmax_cross_entropy", "return float(loss), dscores / N", "return float(loss), dscores",
+     "test_softmax_cross_entropy"),
+    ("conv_backward", "db = dout.sum(axis=(0, 2, 3))", "db = dout.mean(axis=(0, 2, 3))",
+     "test_conv_backward"),
+]
+
+
+@pytest.mark.parametrize("mistake", ONE_EXERCISE,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(ONE_EXERCISE)])
+def test_one_mistake_costs_only_its_own_exercises_points(kernel, mistake):
+    """Every graded cell (visible tests, then the grader's verdict) with one mistake in: only
+    the mistaken exercise's test fails."""
+    meta = {gid: nbgrader_meta(cell) for gid, cell in kernel.cells.items()}
+    graded = [gid for gid, m in meta.items() if m.get("grade")]
+    failing = kernel.failing_tests(mistake, graded)
+    lost = sum(meta[gid]["points"] for gid in failing)
+    print(f"{mistake[0]} with {mistake[2]!r}: {lost} of {sum(meta[g]['points'] for g in graded)} "
+          f"points lost, in {sorted(failing)}")
+    assert set(failing) == {mistake[3]}, failing
+    assert lost == meta[mistake[3]]["points"]
+
+
+def test_training_is_not_graded_and_skipped_while_grading():
+    """Training depends on every layer, so it would charge each layer's mistake again: it is a
+    locked cell without points, skipped while grading (which saves its second of run time)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if _grade_id(c) == "train_digits")
+    assert not nbgrader_meta(cell)["grade"] and nbgrader_meta(cell)["locked"]
+    assert cell.source.startswith("if GRADING:")
+    assert "train_sgd(cnn_loss" in cell.source
 
 
 def test_mistake_table_covers_every_exercise():
@@ -352,7 +432,9 @@ GRADER_ALONE = [
     ("softmax_cross_entropy", "shifted = scores - scores.max(axis=1, keepdims=True)",
      "shifted = scores", "test_softmax_cross_entropy", "overflows for scores of size"),
     ("cnn_loss", "dh = relu_backward(da, relu_cache)", "dh = da", "test_cnn_loss",
-     r"grads\['w1'\] .* the ReLU's backward pass is missing"),
+     r"never called relu_backward: the ReLU's backward pass is missing .*\(N=\d"),
+    ("cnn_loss", "stride=1, pad=1)", "stride=1)", "test_cnn_loss",
+     r"called conv_forward with pad = 0; it should be 1 \(N="),
 ]
 
 
@@ -376,51 +458,6 @@ def test_every_hidden_test_has_a_grader_half_and_fresh_inputs():
         assert json.dumps(encode(one[gid])) != json.dumps(encode(two[gid])), gid
         assert json.dumps(encode(one[gid])) == json.dumps(encode(tests.make_cases(1)[gid]))
     assert "sit471.reference" not in NOTEBOOK.read_text()
-
-
-def _train_reference(seed: int) -> tuple[dict, list[float]]:
-    """train_sgd of the notebook (init_cnn, 10 epochs, batches of 32, momentum 0.9), with the
-    reference layers."""
-    from autograde.hidden.cnn_layers import ref_cnn_loss
-    from sit471.data import digits
-
-    rng = np.random.default_rng(seed)
-    p = {"w1": rng.normal(scale=np.sqrt(2 / 9), size=(8, 1, 3, 3)), "b1": np.zeros(8),
-         "w2": rng.normal(scale=np.sqrt(1 / 128), size=(128, 10)), "b2": np.zeros(10)}
-    velocity = {k: np.zeros_like(v) for k, v in p.items()}
-    split, losses = digits(seed=seed), []
-    x, y = split["x_train"], split["y_train"]
-    for _ in range(10):
-        order = rng.permutation(len(y))
-        for start in range(0, len(y), 32):
-            batch = order[start:start + 32]
-            _, loss, grads, _ = ref_cnn_loss(p, x[batch], y[batch])
-            for k in p:
-                velocity[k] = 0.9 * velocity[k] - 0.05 * grads[k]
-                p[k] += velocity[k]
-            losses.append(loss)
-    return p, losses
-
-
-def test_training_is_judged_by_the_reference_on_the_graders_digits():
-    from autograde.verdict import judge_cell
-
-    tests = hidden_tests("03_cnn_layers")
-    cases = tests.make_cases(20261201)["test_train_digits"]
-    check = tests.checkers["test_train_digits"]
-
-    def verdict(params, loss):
-        payload = {"grade_id": "test_train_digits",
-                   "results": [{"ok": encode({"params": params, "loss": np.asarray(loss)})}]}
-        return judge_cell("test_train_digits", [payload], cases, check)
-
-    params, losses = _train_reference(cases[0]["seed"])
-    assert verdict(params, losses) is None
-    untrained = {k: np.zeros_like(v) for k, v in params.items()}
-    assert re.match(r"test accuracy \d+\.\d% < 90 %", verdict(untrained, losses))
-    assert "did not go down" in verdict(params, losses[::-1])
-    assert "NaN or infinite" in verdict(params, losses[:-1] + [float("nan")])
-    assert "has shape" in verdict(dict(params, w2=params["w2"].T), losses)
 
 
 def test_source_notebook_passes_the_graders_verdicts(tmp_path):
@@ -462,6 +499,69 @@ def test_reference_matches_torch_on_hidden_test_cases(case):
 
 
 # ----------------------------------------------------------------------------- sit471.cnn
+
+
+def _namespace_with_cnn_loss(body: str) -> dict:
+    """A namespace (like a notebook's) holding a cnn_loss with the given body."""
+    namespace: dict = {"np": np}
+    exec(f"def cnn_loss(params, x, y=None):\n{body}", namespace)  # noqa: S102
+    return namespace
+
+
+def test_stand_ins_compute_nothing_and_are_removed_afterwards():
+    from sit471.cnn import check_cnn_wiring, run_with_stand_ins, stand_in_values
+
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.normal(size=(2, 1, 3, 3)), "b1": np.zeros(2),
+              "w2": rng.normal(size=(8, 3)), "b2": np.zeros(3)}
+    x, y = rng.normal(size=(3, 1, 4, 4)), np.array([0, 1, 2])
+    values = stand_in_values(params, x, seed=1)
+    namespace = _namespace_with_cnn_loss("    return conv_forward(x, params['w1'], params['b1'], "
+                                         "pad=1)[0]\n")
+    namespace["relu_forward"] = 1.5  # the student's own, put back afterwards
+    result, calls = run_with_stand_ins(namespace["cnn_loss"], params, x, None, values)
+    assert np.array_equal(result, values["h"]) and result is not values["h"]  # a copy
+    assert calls["conv_forward"][0][3:] == [1, 1] and calls["relu_forward"] == []
+    assert namespace["relu_forward"] == 1.5 and "conv_forward" not in namespace
+    with pytest.raises(AssertionError, match="cnn_loss never called relu_forward"):
+        check_cnn_wiring(result, calls, params, x, None, values)
+    broken = _namespace_with_cnn_loss("    raise ValueError('a bug')\n")
+    with pytest.raises(ValueError, match="a bug"):
+        run_with_stand_ins(broken["cnn_loss"], params, x, y, values)
+    assert "conv_forward" not in broken and "relu_backward" not in broken
+    with pytest.raises(TypeError, match="defined in the notebook"):
+        run_with_stand_ins(np.sum, params, x, y, values)
+
+
+def test_directional_derivatives_agree_with_torch_autograd_and_catch_wrong_gradients():
+    import torch
+
+    from sit471.checks import check_directional_derivatives
+
+    rng = np.random.default_rng(3)
+    a, c = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 4, 5))
+    f = lambda: float(np.sum(np.tanh(a) * c) + np.sum(a**3) / 3)  # noqa: E731
+    t = torch.tensor(a, requires_grad=True)
+    (torch.tanh(t) * torch.from_numpy(c)).sum().add((t**3).sum() / 3).backward()
+    right, before = t.grad.numpy(), a.copy()
+    assert check_directional_derivatives(right, f, a, "g") < 1e-8
+    assert np.array_equal(a, before), "a must be restored"
+    off = right.copy()
+    off[1, 2, 3] += 1e-3  # one entry of sixty off by 0.1 %
+    with pytest.raises(AssertionError, match="disagrees with the numerical derivative"):
+        check_directional_derivatives(off, f, a, "g")
+    with pytest.raises(AssertionError, match="wrong sign"):
+        check_directional_derivatives(-right, f, a, "g")
+    with pytest.raises(AssertionError, match=r"has shape \(60,\), expected \(3, 4, 5\)"):
+        check_directional_derivatives(right.ravel(), f, a, "g")
+
+    def failing():
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        check_directional_derivatives(right, failing, a, "g")
+    assert np.array_equal(a, before), "a must be restored when f raises"
+
 
 
 def test_receptive_fields_follow_the_recurrence():
