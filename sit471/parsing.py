@@ -83,8 +83,8 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 class TwoHeads(nn.Module):
     """One backbone, two heads: (N, 1, 32, 32) -> pixel logits (N, 4, 32, 32) and scene logits
-    (N, 2). Backbone: conv-ReLU-pool (16) and conv-ReLU-pool (32) to 8x8 features. The scene
-    head averages them over the image (global average pooling) and applies a linear layer;
+    (N, 2). Backbone: conv-ReLU-pool (16), conv-ReLU-pool (32), conv-ReLU (32): 8x8 features.
+    The scene head averages them over the image (global average pooling) and applies a linear layer;
     the pixel head is a 1x1 convolution on the features (with ``context=True`` also on the
     averaged features copied to every position), upsampled bilinearly to 32x32."""
 
@@ -481,10 +481,12 @@ def format_results(res: dict) -> str:
 
 def show_rows(rows: list[list[np.ndarray]], row_titles: list[str], col_titles=None,
               kinds=None, size: float = 1.6):
-    """A grid of small images: rows[r][c]; kinds[r] 'image' (grey), 'labels' (a qualitative
-    colour map, 0 black) or 'heat'. Returns the figure."""
+    """A grid of small images: rows[r][c]; kinds[r] 'image' (grey), 'labels' (0 black, then
+    blue, orange, green, red, ...) or 'heat'. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
+    labels = ListedColormap(["black"] + list(plt.get_cmap("tab10").colors[:9]))
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 1.2, size * n_rows),
                              squeeze=False)
@@ -498,7 +500,7 @@ def show_rows(rows: list[list[np.ndarray]], row_titles: list[str], col_titles=No
                 ax.axis("off")
                 continue
             if kind == "labels":
-                ax.imshow(row[c], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+                ax.imshow(row[c], cmap=labels, vmin=-0.5, vmax=9.5, interpolation="nearest")
             elif kind == "heat":
                 ax.imshow(row[c], cmap="magma", vmin=0, vmax=1)
             else:
