@@ -3,38 +3,46 @@ message, the written answer is a manually graded cell, and the notebook keeps it
 
 The notebook runs once, as autograding runs it (with the grader's inputs for the hidden tests
 and the grader's verdict on every test cell), in one kernel per test worker: conftest's
-``mistake_kernel``. Each mistake then redefines one answer with the mistake, runs that
-exercise's test cell (visible tests in the kernel, then the grader's verdict on the results its
-hidden half sent), and restores the right answer, so the cases are independent and take a
-fraction of a second each. ``GRADER_ONLY`` are mistakes the visible tests miss: only the
-grader's half, on its own inputs, catches them.
+``mistake_kernel``. Each mistake of the table ``MISTAKES_02`` redefines one answer with the
+mistake, runs that exercise's test cell (visible tests in the kernel, then the grader's verdict
+on the results its hidden half sent), and restores the right answer, so the cases are
+independent and take a fraction of a second each. ``GRADER_ONLY_02`` are mistakes the visible
+tests miss: only the grader's half, on its own inputs, catches them.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
+from collections.abc import Iterator
 
 import nbformat
 import pytest
-from conftest import COURSE, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
 
-from autograde.demo import build_submission, solution_text
+from autograde.demo import build_submission
 from autograde.release import release
 
 NAME = "02_training"
 SOURCE = COURSE / "source" / NAME / "training.ipynb"
 BUDGET_S = 45.0
+LAST_TEST = "test_best_epoch"
+# whole answers, replaced by a mistaken one in some rows of the table
+ITERATIONS = ("full, rest = divmod(n, batch_size)\n"
+              "    return full if drop_last or rest == 0 else full + 1")
+SUGGEST = """lrs = np.asarray(lrs, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    candidates = np.flatnonzero(np.isfinite(losses))
+    best = candidates[np.argmin(losses[candidates])]
+    return float(lrs[best] / 10)"""
 
-# (answer cell, text in its solution, replacement (None: the whole body after the docstring
-#  becomes the text), test cell that must fail, regular expression its message must match)
-MISTAKES = [
-    ("iterations_per_epoch", "return n // batch_size", None, "test_iterations_per_epoch",
+# (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
+MISTAKES_02 = [
+    ("iterations_per_epoch", ITERATIONS, "return n // batch_size", "test_iterations_per_epoch",
      r"iterations_per_epoch\(10, 3\) is wrong; it looks like it was rounded down"),
-    ("iterations_per_epoch", "return -(-n // batch_size)", None, "test_iterations_per_epoch",
-     r"drop_last was ignored"),
-    ("iterations_per_epoch", "import math\n    return math.ceil(n / batch_size) * 1.0", None,
+    ("iterations_per_epoch", ITERATIONS, "return -(-n // batch_size)",
+     "test_iterations_per_epoch", r"drop_last was ignored"),
+    ("iterations_per_epoch", ITERATIONS, "import math\n    return math.ceil(n / batch_size) * 1.0",
      "test_iterations_per_epoch", r"whole number \(int\), got float"),
     ("minibatches", "rng.permutation(n) if shuffle", "rng.integers(0, n, size=n) if shuffle",
      "test_minibatches", r"an index appears twice in one epoch .*rng\.permutation"),
@@ -62,7 +70,7 @@ MISTAKES = [
      "", "test_smooth", r"a constant series must come back exactly as it is"),
     ("suggest_lr", "return float(lrs[best] / 10)", "return float(lrs[best])", "test_suggest_lr",
      r"backs off by a factor of 10"),
-    ("suggest_lr", "return float(np.asarray(lrs)[np.argmin(losses)] / 10)", None,
+    ("suggest_lr", SUGGEST, "return float(np.asarray(lrs)[np.argmin(losses)] / 10)",
      "test_suggest_lr", r"a NaN loss was taken as the minimum"),
     ("best_epoch", "if patience is not None and waited >= patience:", "if False:",
      "test_best_epoch", r"patience=2\) is wrong; it looks like training went on too long"),
@@ -75,10 +83,10 @@ MISTAKES = [
 ]
 
 # Mistakes that pass every visible test: the grader's half catches them on its own inputs.
-GRADER_ONLY = [
-    ("iterations_per_epoch",
+GRADER_ONLY_02 = [
+    ("iterations_per_epoch", ITERATIONS,
      "import math\n    return math.ceil(n / batch_size) if not drop_last else n // batch_size",
-     None, "test_iterations_per_epoch",
+     "test_iterations_per_epoch",
      r"^GraderVerdict: iterations_per_epoch\(\d+, \d+, drop_last=False\) is wrong; it looks "
      r"like n / batch_size was used: a float, inexact for large n"),
     ("minibatches", "rng.permutation(n) if shuffle", "rng.choice(n, size=n, replace=False) if "
@@ -90,7 +98,7 @@ GRADER_ONLY = [
     ("smooth", "finite = np.isfinite(y)", "finite = ~np.isnan(y)", "test_smooth",
      r"^GraderVerdict: smooth of \d+ values with weight .* has NaN or infinity where the input "
      r"is finite"),
-    ("suggest_lr", "return float(np.asarray(lrs)[np.nanargmin(losses)] / 10)", None,
+    ("suggest_lr", SUGGEST, "return float(np.asarray(lrs)[np.nanargmin(losses)] / 10)",
      "test_suggest_lr",
      r"^GraderVerdict: suggest_lr on a curve of 60 points is wrong; it looks like an infinite "
      r"loss was taken as the minimum"),
@@ -99,84 +107,68 @@ GRADER_ONLY = [
      r"^GraderVerdict: best_epoch on a curve of \d+ epochs, patience \d+ is wrong; it looks "
      r"like the count of epochs without improvement was not reset"),
 ]
+MISTAKES_02 += GRADER_ONLY_02
 
 
-def _mutated(source: str, old: str, new: str | None) -> str:
-    source = solution_text(source)
-    if new is None:  # replace the whole body after the docstring
-        head = source[: source.index('"""', source.index('"""') + 3) + 3]  # def + docstring
-        return head + "\n    " + old + "\n"
-    assert source.count(old) == 1, old
-    return source.replace(old, new)
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    return nbgrader_meta(cell).get("grade_id", "")
 
 
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
+def timed_kernel(tmp_path_factory) -> Iterator[tuple[MistakeKernel, float]]:
     """The source notebook executed as autograding runs it (up to its last graded test), in a
     copy of its folder, with the grader's inputs and verdicts; its kernel stays up."""
     start = time.perf_counter()
-    with mistake_kernel(SOURCE, "test_best_epoch", set(), tmp_path_factory.mktemp("nb02")) as k:
+    with mistake_kernel(SOURCE, LAST_TEST, set(), tmp_path_factory.mktemp("nb02")) as k:
         yield k, time.perf_counter() - start
 
 
-def _check(kernel, mistake) -> str:
-    k, _ = kernel
-    answer_id, old, new, test_id, message = mistake
-    answer, test = k.cells[answer_id].source, k.cells[test_id].source
-    try:
-        assert not k.run(_mutated(answer, old, new)), "mutation must run"
-        found = k.run(test, test_id)
-    finally:
-        assert not k.run(solution_text(answer))
-    assert found, f"{test_id} passed although {answer_id} has the mistake {new or old!r}"
-    assert re.search(message, found[0], re.S), found[0]
-    assert not k.run(test, test_id), f"{test_id} fails on the restored answer"
-    print(f"{answer_id} with {new or old!r} -> {found[0]}")
-    return found[0]
+@pytest.fixture(scope="module")
+def kernel(timed_kernel) -> MistakeKernel:
+    return timed_kernel[0]
 
 
-@pytest.mark.parametrize("mistake", MISTAKES, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES)])
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_02, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_02)]
+)
 def test_assignment_02_catches_common_mistakes(kernel, mistake):
-    found = _check(kernel, mistake)
+    found = kernel.check_mistake(mistake)
+    print(f"{mistake[0]} with {mistake[2]!r} -> {found}")
     assert found.startswith(("AssertionError", "GraderVerdict")), found
 
 
-@pytest.mark.parametrize("mistake", GRADER_ONLY,
-                         ids=[f"{m[0]}-{i}" for i, m in enumerate(GRADER_ONLY)])
-def test_assignment_02_grader_catches_what_visible_tests_miss(kernel, mistake):
-    k, _ = kernel
-    answer_id, old, new, test_id, _ = mistake
-    # the visible tests alone (the cell without its hidden half) pass with the mistake
-    visible = k.cells[test_id].source.split("### BEGIN HIDDEN TESTS")[0]
-    try:
-        assert not k.run(_mutated(k.cells[answer_id].source, old, new))
-        assert not k.run(visible), f"the visible tests of {test_id} catch this mistake already"
-    finally:
-        assert not k.run(solution_text(k.cells[answer_id].source))
-    found = _check(kernel, mistake)
-    assert len(found) < 400
+@pytest.mark.parametrize("mistake", GRADER_ONLY_02, ids=[m[0] for m in GRADER_ONLY_02])
+def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
+    """The visible tests alone let these through; the grader's verdict is what catches them."""
+    assert not kernel.run_with_mistake(mistake, kernel.half(mistake[3], "visible"), None), (
+        f"the visible tests of {mistake[3]} catch this mistake already")
+    found = kernel.check_mistake(mistake)
+    assert found.startswith("GraderVerdict: ") and len(found) < 400, found
 
 
-@pytest.mark.parametrize("mistake", MISTAKES + GRADER_ONLY,
-                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES + GRADER_ONLY)])
-def test_assignment_02_grader_alone_catches_every_mistake(kernel, mistake):
-    """A kernel that skips the visible tests gains nothing: the hidden half alone (the probe,
-    judged by the grader) fails on every listed mistake."""
-    k, _ = kernel
-    answer_id, old, new, test_id, _ = mistake
-    source = k.cells[test_id].source
-    hidden = source[source.index("### BEGIN HIDDEN TESTS"):]
-    try:
-        assert not k.run(_mutated(k.cells[answer_id].source, old, new))
-        found = k.run(hidden, test_id)
-    finally:
-        assert not k.run(solution_text(k.cells[answer_id].source))
-    assert found and found[0].startswith("GraderVerdict: "), (test_id, new or old, found)
-    assert not k.run(hidden, test_id)
+@pytest.mark.parametrize(
+    "mistake", MISTAKES_02, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_02)]
+)
+def test_the_grader_alone_catches_every_mistake(kernel, mistake):
+    """A kernel that skips the visible tests gains nothing: the hidden half fails by itself."""
+    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
+    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
 
 
-def test_notebook_02_runs_within_its_budget_when_graded(kernel):
-    _, elapsed = kernel
+def test_every_test_passes_again_after_the_mistakes(kernel):
+    for test_id in sorted({m[3] for m in MISTAKES_02}):
+        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
+
+
+def test_mistake_table_covers_every_exercise():
+    nb = nbformat.read(SOURCE, as_version=4)
+    answers = {_grade_id(c) for c in nb.cells
+               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
+    assert answers == {m[0] for m in MISTAKES_02}
+
+
+def test_notebook_02_runs_within_its_budget_when_graded(timed_kernel):
+    _, elapsed = timed_kernel
     print(f"02_training executed in {elapsed:.1f} s as autograding runs it")
     assert elapsed < BUDGET_S
 
