@@ -5,17 +5,20 @@ Seeded generators, nothing downloads:
     tiles(n, seed)        multispectral tiles (n, 5, 16, 16), bands blue, green, red, NIR, SWIR;
                           water and solar panels look the same in the visible bands, not in the
                           infrared
-    clips(n, seed)        colour clips (n, 5, 3, 16, 16): two classes differ by colour only, two
-                          only by the direction of motion
+    clips(n, seed)        colour clips (n, 5, 3, 16, 16): each class a colour and a direction,
+                          both blurred, so a frame and the motion each give partial evidence
     color_scenes(n, seed) colour pictures (n, 16, 16, 3): sky, ground, sun and a ball whose
                           colour the lightness alone cannot tell
     shape_pairs(n, seed)  the same shape as a filled picture on a textured background and as a
                           clean line drawing, (n, 1, 16, 16) each
 
-:func:`fit` is a tiny training loop on one CPU thread. :func:`run_experiments` trains every
-model of the notebook with the functions it is given (the notebook's answers) and returns
-measured numbers. The staff make the notebook's ``results.json`` with the reference answers,
-from the repository: ``python -m sit471.reference.experiments multi``.
+:func:`fit` is a tiny training loop on one CPU thread. One runner per notebook section
+(``RUNNERS``: :func:`run_multispectral`, :func:`run_two_streams`, :func:`run_colorization`,
+:func:`run_cross_modal`) trains its models once per seed with the functions it is given (the
+notebook's answers, ``NEEDS[section]``; checked before anything trains) and returns the measured
+numbers; :func:`run_experiments` runs all four. The staff make the notebook's ``results.json``
+with the reference answers, from the repository: ``python -m sit471.reference.experiments
+multi`` (about 200 s of CPU on one thread).
 """
 
 from __future__ import annotations
