@@ -10,8 +10,9 @@ spectrogram, flux, peaks or an F-measure are needed (so all of it runs in a stud
 * ``context_windows(spec, context)``: (frames, bands) -> (frames, 1, context, bands) images.
 * ``BeatCNN``, ``train_beat_cnn``, ``beat_activation``: the image CNN on spectrogram windows.
 * ``sweep(tools, ...)``: CNN vs spectral-flux baseline at several noise levels (F-measure,
-  ±70 ms). The staff make the notebook's ``beats.json`` with the reference answers, from the
-  repository: ``python -m sit471.reference.experiments audio``.
+  ±70 ms), over several training seeds, with the paired differences and their 95 % intervals.
+  The staff make the notebook's ``beats.json`` with the reference answers, from the repository:
+  ``python -m sit471.reference.experiments audio`` (about 100 s of CPU).
 """
 
 from __future__ import annotations
