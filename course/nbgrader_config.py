@@ -27,6 +27,10 @@ from autograde.late import PercentPerDay
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 c.CourseDirectory.course_id = "sit471"
+# The gradebook: SQLite in the grading copy (OUT/nbgrader/gradebook.db) unless set here or
+# given as `sit471 grade --db URL`; any SQLAlchemy URL nbgrader accepts, e.g. PostgreSQL
+# for several TAs grading into one database (password in ~/.pgpass, not in the URL):
+# c.CourseDirectory.db_url = "postgresql://ta@dbhost/sit471"
 
 # Solution notebooks are published to students after the deadline: they carry the answers
 # and the visible tests, never the hidden tests, and are not executed (so that generating
