@@ -257,7 +257,7 @@ def run_on_cluster(client, work: Path, name: str, students: list[str], progress:
         futures[future] = sid
     failures: dict[str, str] = {}
     with Gradebook(gradebook_url(work), "sit471") as gb:
-        for done, future in enumerate(as_completed(futures), start=1):
+        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
             sid = futures.pop(future)
             try:
                 result = future.result()
