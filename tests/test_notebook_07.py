@@ -276,3 +276,42 @@ def test_image_encoding_round_trip_and_table():
     assert np.abs(decode_image(encode_image(img)) - img).max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError):
         encode_image(np.zeros((8, 8, 3)))
+
+
+def test_experiment_cell_computes_a_missing_section_once_and_caches_it(tmp_path, monkeypatch):
+    """The notebook's experiment() helper, as a student runs it after deleting results.json:
+    it calls the section's runner with the notebook's functions, writes the file, and reads the
+    section from it the next time."""
+    import functools
+
+    from sit471 import multi
+    from sit471.reference import multi as ref
+    from sit471.reference.transfer import adapt_in_channels
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    source = next(c.source for c in nb.cells if nbgrader_meta(c).get("grade_id") == "experiment")
+    calls = []
+
+    def tiny(name, tools):
+        calls.append(name)
+        return multi.RUNNERS[name](tools, scale=0.005, seeds=(0,), log=lambda s: None)
+
+    shown = []
+    names = {n: getattr(ref, n) for n in ("late_fusion", "motion_field", "rgb_to_lab",
+                                          "lab_to_rgb", "quantize_ab", "dequantize_ab",
+                                          "cross_modal_forward", "band_ablation")}
+    namespace = {**names, "widen_first_conv": adapt_in_channels, "json": json,
+                 "Path": __import__("pathlib").Path, "GRADING": False,
+                 "RUNNERS": {k: functools.partial(tiny, k) for k in multi.RUNNERS},
+                 "format_results": multi.format_results, "Markdown": str,
+                 "display": shown.append}
+    monkeypatch.chdir(tmp_path)
+    exec(source, namespace)
+    first = namespace["experiment"]("two_stream")
+    again = namespace["experiment"]("two_stream")
+    assert calls == ["two_stream"] and first == again
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved) == {"settings", "two_stream"}
+    assert len(shown) == 2 and "late fusion of probabilities" in shown[0]
+    namespace["GRADING"] = True  # while grading a missing section is skipped, never trained
+    assert namespace["experiment"]("cross_modal") is None and calls == ["two_stream"]
