@@ -87,5 +87,8 @@ def test_plots_draw():
     fig = audio.plot_sweep({"rows": [{"noise": n, "method": m, "f": 0.5, "f_std": 0.1}
                                      for n in (0, 1) for m in ("flux", "cnn")]})
     assert len(fig.axes) == 1
+    fig = audio.plot_sweep({"rows": [], "differences": [
+        {"noise": n, "cnn_minus_flux": 0.1, "low": 0.0, "high": 0.2} for n in (0, 1)]})
+    assert len(fig.axes) == 2  # with the paired differences: a second panel
     assert audio.listen(clip["audio"]) is not None
     plt.close("all")
