@@ -11,6 +11,11 @@ configurations, the exchange). Settings come from environment variables:
     SIT471_HUB_URL     the public address (default http://:8000, all interfaces)
     SIT471_HUB_API     the hub's internal address (default http://127.0.0.1:8081)
     SIT471_PROXY_API   configurable-http-proxy's API (default http://127.0.0.1:8001)
+    SIT471_STUDENT_ENV the students' Python environment: the student wheel and JupyterHub,
+                       no repository (default /opt/sit471/student-env)
+
+Students' servers run from their own environment (SIT471_STUDENT_ENV: the student wheel, no
+reference answers); the instructor's from the hub's (the staff install, with autograde).
 
 Who is who: ``roster.json`` in the state folder (instructor, students). Each user is a real
 Unix account; each single-user server runs as that user (LocalProcessSpawner), so nbgrader's
@@ -55,19 +60,25 @@ c.Authenticator.admin_users = {INSTRUCTOR}
 
 # One process per user, as that Unix user (for a large course: containers instead).
 c.JupyterHub.spawner_class = "localprocess"
-c.Spawner.cmd = [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
 c.Spawner.start_timeout = 120  # a 2-core server starting several JupyterLabs at once
 c.Spawner.http_timeout = 120
 
 
+STAFF_ENV = Path(sys.prefix)  # the hub's own: the repository's staff install
+STUDENT_ENV = Path(os.environ.get("SIT471_STUDENT_ENV", "/opt/sit471/student-env"))
+
+
 def role_environment(spawner) -> None:
-    """The student or instructor configuration, and the course's tools on PATH."""
+    """Per role: the Python environment (students never run from the repository, which holds
+    the reference answers and the hidden tests), the Jupyter configuration, PATH."""
     role = "instructor" if spawner.user.name == INSTRUCTOR else "student"
+    prefix = STAFF_ENV if role == "instructor" else STUDENT_ENV
+    spawner.cmd = [str(prefix / "bin" / "jupyterhub-singleuser")]
     spawner.environment["JUPYTER_CONFIG_PATH"] = str(STATE / role)
     spawner.environment["PATH"] = os.pathsep.join(
-        [str(Path(sys.prefix) / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+        [str(prefix / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
 
 
 c.Spawner.pre_spawn_hook = role_environment
