@@ -1,4 +1,4 @@
-"""The ``sit471`` command (release, grade, demo): staff tools from ``autograde/``.
+"""The ``sit471`` command (release, grade, bundle, demo): staff tools from ``autograde/``.
 
 The student install has the library only (no ``autograde``); there the command says so in
 one line instead of failing with an import error.
@@ -10,7 +10,7 @@ import importlib.util
 import sys
 
 NOT_INSTALLED = (
-    "sit471: the staff tools (release, grade, demo) are not part of the student install; "
+    "sit471: the staff tools (release, grade, bundle, demo) are not part of the student install; "
     "they run from the course repository (`make setup` installs them)"
 )
 
