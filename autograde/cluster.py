@@ -29,9 +29,12 @@ import secrets
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy.exc import SAWarning
 
 from autograde.course import CONFIG_FILE, CourseError, gradebook_url, make_work_root, run_step
 
@@ -224,7 +227,9 @@ def save_result(gb, work: Path, name: str, student: str, result: dict) -> None:
     if rows is None:  # nbgrader made no submission (e.g. the notebook is not JSON)
         return
     extra = {"timestamp": rows["timestamp"]} if rows["timestamp"] is not None else {}
-    submission = gb.update_or_create_submission(name, student, **extra)
+    with warnings.catch_warnings():  # nbgrader's own autoflush warnings, as in local workers
+        warnings.simplefilter("ignore", SAWarning)
+        submission = gb.update_or_create_submission(name, student, **extra)
     for notebook in submission.notebooks:
         saved = rows["notebooks"][notebook.name]
         notebook.flagged = saved["flagged"]
