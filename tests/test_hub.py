@@ -14,8 +14,9 @@ The journey:
 4. the TA collects, grades with `sit471 grade` and releases the feedback;
 5. A fetches the feedback in the browser and sees full marks; B sees 0 with the reasons.
 
-Screenshots of each step go to $SIT471_SCREENSHOTS, or to a folder under pytest's temporary
-directory (printed at the end).
+Screenshots of each step (and the hub's log, the TA's terminal, the feedback as text) go to
+$SIT471_SCREENSHOTS, else to sit471-hub-screenshots in the system's temporary folder (printed
+at the end); a failure adds what each browser page showed at that moment.
 
 Where the staff venv's interpreter cannot be run by other users (a Python installed under
 /root, mode 0700, as on some CI machines), the hub runs in a private mount namespace in which
@@ -159,11 +160,13 @@ def _processes_of(users: list[str]) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub():
     base = Path(tempfile.mkdtemp(prefix="sit471-hub-"))
     base.chmod(0o755)  # the users' homes lie below it
-    shots = Path(os.environ.get("SIT471_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("SIT471_SCREENSHOTS")
+                 or Path(tempfile.gettempdir()) / "sit471-hub-screenshots")
+    shutil.rmtree(shots, ignore_errors=True)  # this run's only
+    shots.mkdir(parents=True)
     server = CourseServer(state=base / "state", exchange=base / "exchange",
                           instructor=INSTRUCTOR, students=[ALICE, BOB], homes=base / "home")
     remove_users(server.users)  # the marked accounts of an interrupted run
