@@ -394,7 +394,7 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
                               "optimizer": "Adam, one CPU thread"}, "figures": {}}
     steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(15), seeds)),
-             ("parts", lambda: _parts(tools, scale, epochs(20), seeds)),
+             ("parts", lambda: _parts(tools, scale, epochs(40), seeds)),
              ("volumes", lambda: _volumes(tools, scale, epochs(16), seeds)),
              ("dissection", lambda: _dissection(tools, scale, epochs(20), seeds)),
              ("faces", lambda: _faces(tools, scale, epochs(30), seeds))]
@@ -536,4 +536,10 @@ def plot_figures(res: dict, which: str):
         titles += [f"unit {unit['unit']}: {unit['concept']}",
                    f"IoU {unit['iou']:.2f}: activation"]
         kinds += ["image", "heat"]
-    return show_rows(rows, titles, kinds=kinds, size=1.3)
+    fig = show_rows(rows, titles, kinds=kinds, size=1.3)
+    axes = np.array(fig.axes).reshape(len(rows), -1)
+    for r, unit in enumerate(fig_data["trained"]):  # the concept's outline on the activation
+        for c, mask in enumerate(unit["mask"]):
+            axes[2 * r + 1, c].contour(unpack(mask), levels=[0.5], colors="cyan",
+                                       linewidths=0.8)
+    return fig

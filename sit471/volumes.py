@@ -35,7 +35,7 @@ def brain_volumes(n: int, seed: int = 0, noise: float = 0.08) -> dict[str, np.nd
     (0 outside lesions, 1..K the lesion number in its volume) and brain (n, 32, 32, 32) bool.
     Lesions: 2..5 spheres of radius 2.2..3.5 inside the brain, at least 1.5 voxels apart (one
     connected component each), intensity +0.3 over the tissue;
-    vessels: tubes of radius 1.2..2 along the depth axis through the whole brain, +0.3 too.
+    vessels: tubes of radius 2.2..3.2 (a lesion's size) along the depth axis, +0.3 too.
     """
     rng = np.random.default_rng(seed)
     x = np.zeros((n, 1, SIZE, SIZE, SIZE), np.float32)
@@ -52,7 +52,7 @@ def brain_volumes(n: int, seed: int = 0, noise: float = 0.08) -> dict[str, np.nd
                                 + np.sin(f[2] * _XX + phase[2])) / 3
         img = np.where(inside, tissue, 0.05)
         for _ in range(int(rng.integers(2, 4))):  # vessels along depth
-            r = rng.uniform(1.2, 2.0)
+            r = rng.uniform(2.2, 3.2)
             vy, vx = rng.uniform(c - 6, c + 6, 2)
             tube = (((_YY - vy) ** 2 + (_XX - vx) ** 2) <= r * r) & inside
             img = np.where(tube, img + 0.3, img)
