@@ -9,8 +9,9 @@
   ``autograde`` to the packages the editable install maps; nothing is copied.
 
 The student install also puts ``deploy/student``'s Jupyter configuration under its
-environment's ``etc/jupyter`` (nbgrader's formgrader, create-assignment and course list off);
-the staff install leaves it out, so the instructor keeps those tools.
+environment's ``etc/jupyter`` (nbgrader's formgrader, create-assignment and course list off,
+and the assignment list, which needs the hub's exchange: the hub turns it back on); the
+staff install leaves it out, so the instructor keeps those tools.
 """
 
 import shutil

@@ -43,7 +43,8 @@ and nbgrader_config.py (settings for nbgrader validate).
        python3.11 -m venv .venv
        .venv/bin/pip install torch==2.13.0 {wheel}
    (Windows: .venv\\Scripts\\pip). JupyterLab and nbgrader come with it; the instructor
-   tools (formgrader, create assignment) are off in this install.
+   tools (formgrader, create assignment) and the Assignment List (it needs the course's
+   JupyterHub) are off in this install.
 2. Start JupyterLab in this folder: .venv/bin/jupyter lab
 3. Open an assignment's notebook, replace each `raise NotImplementedError()` with your code;
    the cell after each exercise runs the visible tests.

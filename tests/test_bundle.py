@@ -23,12 +23,13 @@ from autograde.course import CourseError
 from autograde.demo import solution_text
 from sit471.checks import check_array
 
-INSTRUCTOR_SERVER = ("nbgrader.server_extensions.formgrader",
-                     "nbgrader.server_extensions.course_list")
-STUDENT_SERVER = ("nbgrader.server_extensions.assignment_list",
-                  "nbgrader.server_extensions.validate_assignment")
-INSTRUCTOR_LAB = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-                  "@jupyter/nbgrader:course-list")
+# off in a student install: the instructor tools, and the Assignment List (no exchange
+# outside the hub; the hub turns it back on, tests/test_hub.py)
+OFF_SERVER = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list",
+              "nbgrader.server_extensions.assignment_list")
+STUDENT_SERVER = ("nbgrader.server_extensions.validate_assignment",)
+OFF_LAB = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+           "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:assignment-list")
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +140,16 @@ def test_student_install_turns_the_instructor_tools_off(course_zip, tmp_path):
     (venv / "share" / "jupyter").symlink_to(staff_jupyter / "share" / "jupyter")
 
     before, before_lab = _jupyter_state(python)  # the control: nbgrader as it installs itself
-    assert all(before[e] for e in INSTRUCTOR_SERVER + STUDENT_SERVER)
-    assert not set(INSTRUCTOR_LAB) & set(before_lab)
+    assert all(before[e] for e in OFF_SERVER + STUDENT_SERVER)
+    assert not set(OFF_LAB) & set(before_lab)
 
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                     "--no-deps", str(wheel_file)], check=True, capture_output=True)
     after, after_lab = _jupyter_state(python)
-    assert not [e for e in INSTRUCTOR_SERVER if after[e]], after
+    assert not [e for e in OFF_SERVER if after[e]], after
     assert all(after[e] for e in STUDENT_SERVER), after
-    assert set(INSTRUCTOR_LAB) <= set(after_lab), after_lab
-    assert not [p for p in after_lab if "assignment-list" in p or "validate" in p]
+    assert set(OFF_LAB) <= set(after_lab), after_lab
+    assert not [p for p in after_lab if "validate" in p]
     proc = subprocess.run([str(python), "-c", "import sit471, importlib.util as u;"
                            "print(sit471.__file__, u.find_spec('sit471.reference'),"
                            " u.find_spec('autograde'))"],

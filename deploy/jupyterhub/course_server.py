@@ -17,8 +17,9 @@ Run as root, with the course's Python (the staff install of this repository):
 * the instructor's course folder [~INSTRUCTOR/course]: a copy of this repository's
   ``course/`` (source, release, nbgrader_config.py), owned by the instructor;
 * the state folder [/srv/sit471] that jupyterhub_config.py reads: ``roster.json``,
-  ``student/`` (deploy/student's Jupyter config and the student nbgrader_config.py made
-  from the course's), ``instructor/`` (the exchange and the course folder), ``hub/``.
+  ``student/`` (the student Jupyter config with the Assignment List on, and the student
+  nbgrader_config.py made from the course's, plus the exchange), ``instructor/`` (the
+  exchange and the course folder), ``hub/``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ from autograde.bundle import student_config  # noqa: E402 - after the repository
 
 MARK = "sit471 course server"
 COURSE_ID = "sit471"
+#: A student's Jupyter on the hub: deploy/student's settings (the student wheel's), with the
+#: Assignment List on (the hub has an exchange). First on JUPYTER_CONFIG_PATH, so it wins.
+HUB_STUDENT_JUPYTER = {
+    "jupyter_server_config.d/sit471-hub-student.json": {"ServerApp": {"jpserver_extensions": {
+        "nbgrader.server_extensions.formgrader": False,
+        "nbgrader.server_extensions.course_list": False,
+        "nbgrader.server_extensions.assignment_list": True,
+        "nbgrader.server_extensions.validate_assignment": True,
+    }}},
+    "labconfig/page_config.d/sit471-hub-student.json": {"disabledExtensions": {
+        "@jupyter/nbgrader:formgrader": True,
+        "@jupyter/nbgrader:create-assignment": True,
+        "@jupyter/nbgrader:course-list": True,
+        "@jupyter/nbgrader:assignment-list": False,
+    }},
+}
 
 
 @dataclass
@@ -100,8 +117,10 @@ def setup(server: CourseServer, password: str | None = None) -> None:
         (server.state / role).mkdir(parents=True, exist_ok=True)
     server.state.chmod(0o755)
     (server.state / "hub").chmod(0o700)
-    shutil.copytree(REPO / "deploy" / "student", server.state / "student", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.md"))
+    for name, text in HUB_STUDENT_JUPYTER.items():
+        path = server.state / "student" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(text, indent=2) + "\n")
     (server.state / "student" / "nbgrader_config.py").write_text(
         student_config(course, exchange=server.exchange))
     (server.state / "instructor" / "nbgrader_config.py").write_text(
