@@ -47,12 +47,29 @@ CONNECT_TIMEOUT = 30
 _ONE_AT_A_TIME = threading.Lock()
 
 
-def _worker_ready() -> str | None:
-    """On a worker: import what grading needs; why its kernels cannot be sandboxed, or None."""
+def code_digest() -> str:
+    """A digest of the grading code and the course library (autograde/, sit471/): workers
+    must grade with the grader's version, or the verdicts could differ."""
+    import hashlib
+
+    import autograde
+    import sit471
+
+    digest = hashlib.sha256()
+    for package in (autograde, sit471):
+        base = Path(package.__file__).parent
+        for path in sorted(base.rglob("*.py")):
+            digest.update(str(path.relative_to(base.parent)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _worker_ready() -> tuple[str | None, str]:
+    """On a worker: import what grading needs; returns why its kernels cannot be sandboxed
+    (None: they can) and its :func:`code_digest`."""
     import autograde.grade  # noqa: F401
     from autograde import sandbox
 
-    return sandbox.unavailable_reason()
+    return sandbox.unavailable_reason(), code_digest()
 
 
 @contextmanager
@@ -71,14 +88,16 @@ def connect(address: str, sandboxed: bool = True) -> Iterator[object]:
         except TimeoutError:
             raise CourseError(f"the Dask scheduler at {address} has no worker "
                               f"(waited {CONNECT_TIMEOUT} s)") from None
-        reasons = client.run(_worker_ready)
-        if sandboxed:
-            from autograde.sandbox import ADVICE
+        ours = code_digest()
+        for worker, (reason, digest) in sorted(client.run(_worker_ready).items()):
+            if digest != ours:
+                raise CourseError(f"worker {worker} has another version of the course's "
+                                  "grading code (autograde/, sit471/): install this one there")
+            if sandboxed and reason:
+                from autograde.sandbox import ADVICE
 
-            for worker, reason in sorted(reasons.items()):
-                if reason:
-                    raise CourseError(f"cannot sandbox the students' kernels on worker "
-                                      f"{worker}: {reason}; {ADVICE}")
+                raise CourseError(f"cannot sandbox the students' kernels on worker "
+                                  f"{worker}: {reason}; {ADVICE}")
         yield client
     finally:
         client.close()

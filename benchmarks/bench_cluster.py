@@ -107,7 +107,10 @@ def _save_costs(course: Path, graded: Path, tmp: Path) -> tuple[float, float]:
     """Seconds, in the grader, to take in one student's returned result: (a) the rows
     through the Gradebook API plus the files (what `--cluster` does), (b) nbgrader autograde
     on the executed notebook with execution off (the alternative)."""
+    import warnings
+
     from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
 
     from autograde.cluster import _read_tree, _submission_rows, save_result
     from autograde.course import gradebook_url
@@ -128,6 +131,7 @@ def _save_costs(course: Path, graded: Path, tmp: Path) -> tuple[float, float]:
     plain = make_work_root(course, tmp / "no-execute", NAME)
     with (plain / "nbgrader_config.py").open("a") as fh:
         fh.write(_NO_EXECUTE)
+    warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, as in the grading workers
     run_step(plain, "generate_assignment", NAME)
     dest = plain / "submitted" / "s00" / NAME
     dest.mkdir(parents=True)

@@ -131,3 +131,13 @@ def test_a_worker_killed_mid_batch_costs_no_student(cluster, tmp_path):
     assert sum("graded (" in line for line in lines) == 6
     with (out / "grades.csv").open() as fh:
         assert {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)} == expected
+
+
+def test_a_worker_with_other_grading_code_is_refused(cluster, tmp_path, monkeypatch):
+    import autograde.cluster
+    from autograde.course import CourseError
+
+    monkeypatch.setattr(autograde.cluster, "code_digest", lambda: "another version")
+    with pytest.raises(CourseError, match="another version of the course's grading code"):
+        grade(COURSE, NAME, tmp_path / "none", tmp_path / "out", progress=False,
+              cluster=cluster.address)
