@@ -15,10 +15,15 @@ Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing do
 
 Models: :class:`FCN` (two conv-pool blocks, 1x1 classifier, two x2 transposed convolutions with
 a skip connection from the 1/2-resolution features; optionally a context module such as
-pyramid pooling on the 1/4-resolution features). :func:`run_experiments` trains the models of
-the notebook with the functions it is given (the notebook's answers) and returns measured
-results. The staff make the notebook's ``results.json`` with the reference answers, from the
-repository: ``python -m sit471.reference.experiments dense``.
+pyramid pooling on the 1/4-resolution features).
+
+Experiments, one function per section of the notebook, each over several seeds and taking the
+notebook's answers it needs as arguments: :func:`segmentation_init`, :func:`scene_parsing`
+(with controls for context and capacity), :func:`depth_estimation`, :func:`crowd_counting`
+(against assignment 05's :func:`sit471.label_number.count_regression`);
+:func:`run_experiments` runs them all (about 20 minutes on one CPU thread). The staff make the
+notebook's ``results.json`` with the reference answers, from the repository:
+``python -m sit471.reference.experiments dense``.
 """
 
 from __future__ import annotations
@@ -229,133 +234,279 @@ def segment(model: nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- experiments
+#
+# One function per section of the notebook. Each takes the notebook's answers it needs as
+# arguments (nothing is imported from the reference), trains one model per seed (the seed sets
+# the initial weights and the order of the batches; the data stay the same) and returns a
+# JSON-able dict of summaries over the seeds (mean, 95 % interval, the runs). scale < 1 shrinks
+# the data and the epochs (quick tests).
+
+SEEDS = label_number.SEEDS
+EPOCHS = 10  # Adam 2e-3, batches of 64 (the crowds use assignment 05's budget, 12 epochs)
+summary, pm, check_inputs = label_number.summary, label_number.pm, label_number.check_inputs
+
+
+def _size(k: int, scale: float) -> int:
+    return max(16, int(k * scale))
+
+
+def _epochs(e: int, scale: float) -> int:
+    return e if scale >= 1 else max(1, round(e * scale))
+
+
+def _seg_loss(data: dict) -> Callable:
+    xt, yt = torch.as_tensor(data["x"]), torch.as_tensor(data["labels"])
+    return lambda m, i: F.cross_entropy(m(xt[i]), yt[i], ignore_index=IGNORE)
+
+
+def _seg_scores(pred: np.ndarray, labels: np.ndarray, c: int, confusion_matrix: Callable,
+                iou_from_confusion: Callable, pixel_accuracy: Callable) -> dict:
+    conf = confusion_matrix(pred, labels, c)
+    iou, miou = iou_from_confusion(conf)
+    return {"pixel_accuracy": float(pixel_accuracy(conf)), "mean_iou": float(miou),
+            "iou": [float("nan") if np.isnan(v) else float(v) for v in np.asarray(iou, float)]}
+
+
+def _summarise_seg(runs: list[dict]) -> dict:
+    return {"pixel_accuracy": summary([r["pixel_accuracy"] for r in runs]),
+            "mean_iou": summary([r["mean_iou"] for r in runs]),
+            "iou": [summary([r["iou"][k] for r in runs]) for k in range(len(runs[0]["iou"]))]}
+
+
+def encode_labels(labels: np.ndarray) -> list[str]:
+    """A small label image (H, W) with classes 0..9 as H strings of W digits (for JSON)."""
+    return ["".join(str(int(v)) for v in row) for row in np.asarray(labels)]
+
+
+def decode_labels(rows: Sequence[str]) -> np.ndarray:
+    """The inverse of encode_labels: (H, W) int64."""
+    return np.array([[int(ch) for ch in row] for row in rows], np.int64)
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def segmentation_init(confusion_matrix: Callable, iou_from_confusion: Callable,
+                      pixel_accuracy: Callable, bilinear_kernel: Callable,
+                      seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Sections 1-2: the FCN on shapes_scenes, its transposed convolutions started as bilinear
+    upsampling (bilinear_kernel) or PyTorch's random start. Pixel accuracy, mean IoU and IoU per
+    class (one confusion matrix over the test set) per seed; the paired mIoU difference."""
+    check_inputs(scale, seeds, confusion_matrix=confusion_matrix,
+                 iou_from_confusion=iou_from_confusion, pixel_accuracy=pixel_accuracy,
+                 bilinear_kernel=bilinear_kernel)
+    train = shapes_scenes(_size(1500, scale), seed=1)
+    test = shapes_scenes(_size(500, scale), seed=2)
+    runs: dict[str, list[dict]] = {"bilinear_init": [], "random_init": []}
+    for s in seeds:
+        for name, init in (("bilinear_init", bilinear_kernel), ("random_init", None)):
+            torch.manual_seed(s)
+            model = FCN(4, upsample_init=init)
+            fit(model, _seg_loss(train), len(train["x"]), epochs=_epochs(EPOCHS, scale), seed=s)
+            runs[name].append(_seg_scores(segment(model, test["x"]), test["labels"], 4,
+                                          confusion_matrix, iou_from_confusion, pixel_accuracy))
+    res = {"train": len(train["x"]), "test": len(test["x"]),
+           **{name: _summarise_seg(r) for name, r in runs.items()}}
+    res["bilinear_minus_random_miou"] = summary(
+        [a["mean_iou"] - b["mean_iou"] for a, b in zip(runs["bilinear_init"], runs["random_init"],
+                                                       strict=True)])
+    return res
+
+
+# the scene-parsing models: the context module on the 8 x 8 features of a 32 x 32 image
+PARSING_MODELS = {
+    "fcn": "plain FCN (no context module)",
+    "ppm": "pyramid pooling, bins 1, 2, 3, 6",
+    "global_only": "global pooling only, bins 1, 1, 1, 1 (the same parameters as ppm)",
+    "local_only": "no pooling, bins 8, 8, 8, 8 (the same parameters as ppm, no context)",
+}
+_PARSING_BINS = {"ppm": (1, 2, 3, 6), "global_only": (1, 1, 1, 1), "local_only": (8, 8, 8, 8)}
+
+
+def scene_parsing(PyramidPooling: Callable, bilinear_kernel: Callable, confusion_matrix: Callable,
+                  iou_from_confusion: Callable, pixel_accuracy: Callable,
+                  seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Section 3: parsing_scenes with four networks (PARSING_MODELS). The controls separate
+    context from capacity: ``local_only`` is PyramidPooling(32, bins=(8, 8, 8, 8)) on the 8 x 8
+    features, where pooling to 8 x 8 and upsampling back change nothing, so it has exactly the
+    pyramid's parameters but sees no wider context; ``global_only`` has the same parameters
+    and only the image's mean. Scores per seed, the parameter counts, and the predicted label
+    maps of the first seed on the first six test images."""
+    check_inputs(scale, seeds, PyramidPooling=PyramidPooling, bilinear_kernel=bilinear_kernel,
+                 confusion_matrix=confusion_matrix, iou_from_confusion=iou_from_confusion,
+                 pixel_accuracy=pixel_accuracy)
+    train = parsing_scenes(_size(1500, scale), seed=3)
+    test = parsing_scenes(_size(500, scale), seed=4)
+    runs: dict[str, list[dict]] = {name: [] for name in PARSING_MODELS}
+    params, examples = {}, {}
+    for s in seeds:
+        for name in PARSING_MODELS:
+            torch.manual_seed(s)
+            ctx = None if name == "fcn" else PyramidPooling(32, _PARSING_BINS[name])
+            model = FCN(4, context=ctx, context_channels=None if ctx is None else 64,
+                        upsample_init=bilinear_kernel)
+            params[name] = n_parameters(model)
+            fit(model, _seg_loss(train), len(train["x"]), epochs=_epochs(EPOCHS, scale), seed=s)
+            pred = segment(model, test["x"])
+            runs[name].append(_seg_scores(pred, test["labels"], 4, confusion_matrix,
+                                          iou_from_confusion, pixel_accuracy))
+            examples.setdefault(name, [encode_labels(p) for p in pred[:6]])
+    res = {"train": len(train["x"]), "test": len(test["x"]), "models": PARSING_MODELS,
+           "parameters": params, "examples": examples,
+           **{name: _summarise_seg(r) for name, r in runs.items()}}
+    for name in ("fcn", "global_only", "local_only"):
+        res[f"ppm_minus_{name}_miou"] = summary(
+            [a["mean_iou"] - b["mean_iou"] for a, b in zip(runs["ppm"], runs[name], strict=True)])
+    return res
+
+
+def depth_estimation(scale_invariant_loss: Callable, depth_metrics: Callable,
+                     bilinear_kernel: Callable, seeds: Sequence[int] = SEEDS,
+                     scale: float = 1.0) -> dict:
+    """Section 4: the FCN with one output (log depth), L2 on log depth (lam 0) against the
+    scale-invariant loss (lam 0.5); depth_metrics on the raw predictions and after scaling each
+    image by median(true) / median(predicted). Per seed, and the paired differences."""
+    check_inputs(scale, seeds, scale_invariant_loss=scale_invariant_loss,
+                 depth_metrics=depth_metrics, bilinear_kernel=bilinear_kernel)
+    train, test = depth_scenes(_size(1500, scale), seed=5), depth_scenes(_size(500, scale), seed=6)
+    xt, lt = torch.as_tensor(train["x"]), torch.log(torch.as_tensor(train["depth"]))
+    runs: dict[str, list[dict]] = {"l2_log": [], "scale_invariant": []}
+    for s in seeds:
+        for name, lam in (("l2_log", 0.0), ("scale_invariant", 0.5)):
+            torch.manual_seed(s)
+            model = FCN(1, upsample_init=bilinear_kernel)
+            fit(model, lambda m, i, lam=lam: scale_invariant_loss(m(xt[i])[:, 0], lt[i], lam=lam),
+                len(xt), epochs=_epochs(EPOCHS, scale), seed=s)
+            pred = np.exp(predict(model, test["x"])[:, 0].numpy().astype(np.float64))
+            ratio = (np.median(test["depth"].reshape(len(pred), -1), 1)
+                     / np.median(pred.reshape(len(pred), -1), 1))
+            runs[name].append({"raw": dict(depth_metrics(pred, test["depth"])),
+                               "median_scaled": dict(depth_metrics(pred * ratio[:, None, None],
+                                                                   test["depth"]))})
+    metrics = ("abs_rel", "rmse", "delta1", "delta2", "delta3")
+    res: dict = {"train": len(xt), "test": len(test["x"])}
+    for name, rs in runs.items():
+        res[name] = {kind: {m: summary([float(r[kind][m]) for r in rs]) for m in metrics}
+                     for kind in ("raw", "median_scaled")}
+    res["scale_invariant_minus_l2_log"] = {
+        m: summary([float(a["median_scaled"][m]) - float(b["median_scaled"][m])
+                    for a, b in zip(runs["scale_invariant"], runs["l2_log"], strict=True)])
+        for m in ("abs_rel", "rmse", "delta1")}
+    return res
+
+
+def crowd_counting(density_map: Callable, bilinear_kernel: Callable,
+                   seeds: Sequence[int] = SEEDS, scale: float = 1.0,
+                   RegressionHead: Callable | None = None,
+                   regression_loss: Callable | None = None) -> dict:
+    """Section 5: the FCN trained with L2 on 100 x the density map (sigma 1.5) on assignment 05's
+    counting data (label_number.counting_data: the same 3,000 / 1,000 images) with 05's budget
+    (12 epochs), its count = the map's sum; errors by crowd size over seeds. Given 05's
+    RegressionHead and regression_loss, also assignment 05's direct regression baseline
+    (label_number.count_regression: the same function, data, loss and budget as in 05, so the
+    same numbers)."""
+    check_inputs(scale, seeds, density_map=density_map, bilinear_kernel=bilinear_kernel)
+    tr, te = label_number.counting_data(scale)
+    dt = torch.as_tensor(np.stack([density_map(p, (SIZE, SIZE), 1.5) for p in tr["positions"]])
+                         .astype(np.float32))[:, None] * 100  # x100: pixel values near 1
+    xt = torch.as_tensor(tr["x"])
+    epochs = label_number._epochs(label_number.EPOCHS, scale)
+    runs = []
+    for s in seeds:
+        torch.manual_seed(s)
+        model = FCN(1, upsample_init=bilinear_kernel)
+        fit(model, lambda m, i: F.mse_loss(m(xt[i]), dt[i]), len(xt), epochs=epochs, seed=s)
+        runs.append(label_number.count_errors(predict(model, te["x"]).sum((1, 2, 3)).numpy() / 100,
+                                              te["count"]))
+    res: dict = {"train": len(xt), "test": len(te["x"]), "epochs": epochs, "sigma": 1.5,
+                 "density_map": label_number.summarise_counts(runs)}
+    if RegressionHead is not None and regression_loss is not None:
+        res["regression"] = label_number.count_regression(RegressionHead, regression_loss, seeds,
+                                                          scale)["errors"]
+    return res
+
 
 def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
-                    scale: float = 1.0) -> dict:
-    """Train the models of the notebook with the given functions, measure them on test data.
+                    scale: float = 1.0, seeds: Sequence[int] | None = None) -> dict:
+    """Every section's experiment with the given functions, measured on test data.
 
     tools: confusion_matrix, iou_from_confusion, pixel_accuracy, bilinear_kernel,
     PyramidPooling, scale_invariant_loss, depth_metrics, density_map (the notebook's answers)
-    and, optionally, RegressionHead (assignment 05's answer; without it the direct count
-    regressor is left out). Nothing else is imported, so it runs in a student install.
-    scale < 1 shrinks the data sets and epochs (quick tests). JSON-able dict.
+    and, optionally, RegressionHead and regression_loss (assignment 05's answers; without them
+    the direct count regressor is left out). Nothing else is imported, so it runs in a student
+    install. seeds: SEEDS (the first two when scale < 1). About 20 minutes on one CPU thread
+    of a shared machine (1,187 s measured for the cached results).
     """
+    names = ("confusion_matrix", "iou_from_confusion", "pixel_accuracy", "bilinear_kernel",
+             "PyramidPooling", "scale_invariant_loss", "depth_metrics", "density_map")
+    missing = [n for n in names if n not in tools]
+    if missing:
+        raise KeyError(f"tools lacks {', '.join(missing)} (the notebook's answers)")
+    seeds = tuple(seeds if seeds is not None else SEEDS if scale >= 1 else SEEDS[:2])
+    check_inputs(scale, seeds, **{n: tools[n] for n in names},
+                 **{n: tools[n] for n in ("RegressionHead", "regression_loss") if n in tools})
+    t = tools
+    metrics = (t["confusion_matrix"], t["iou_from_confusion"], t["pixel_accuracy"])
     start = time.time()
-    epochs = 10 if scale >= 1 else max(1, round(10 * scale))  # scale < 1: quick tests
-    res: dict = {"settings": {"scale": scale, "epochs": epochs,
+    res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
+                              "epochs": _epochs(EPOCHS, scale),
                               "optimizer": "Adam 2e-3, batch 64, one CPU thread"}}
-
-    def size(k: int) -> int:
-        return max(16, int(k * scale))
-
-    def note(name: str) -> None:
-        log(f"[{time.time() - start:5.1f} s] {name}: {res[name]}")
-
-    def seg_eval(model, data, c):
-        conf = tools["confusion_matrix"](segment(model, data["x"]), data["labels"], c)
-        iou, miou = tools["iou_from_confusion"](conf)
-        return {"pixel_accuracy": float(tools["pixel_accuracy"](conf)), "mean_iou": float(miou),
-                "iou": [None if np.isnan(v) else float(v) for v in iou]}
-
-    def seg_loss(data):
-        xt, yt = torch.as_tensor(data["x"]), torch.as_tensor(data["labels"])
-        return lambda m, i: F.cross_entropy(m(xt[i]), yt[i], ignore_index=IGNORE)
-
-    # 1. shapes: segmentation, bilinear vs random initialisation of the upsampling
-    train, test = shapes_scenes(size(1500), seed=1), shapes_scenes(size(500), seed=2)
-    res["shapes"] = {}
-    for name, init in (("bilinear_init", tools["bilinear_kernel"]), ("random_init", None)):
-        torch.manual_seed(0)
-        model = FCN(4, upsample_init=init)
-        fit(model, seg_loss(train), len(train["x"]), epochs=epochs)
-        res["shapes"][name] = seg_eval(model, test, 4)
-    note("shapes")
-
-    # 2. scene parsing: plain FCN vs FCN + pyramid pooling
-    train, test = parsing_scenes(size(1500), seed=3), parsing_scenes(size(500), seed=4)
-    res["parsing"] = {}
-    for name in ("fcn", "fcn_ppm"):
-        torch.manual_seed(0)
-        ctx = tools["PyramidPooling"](32) if name == "fcn_ppm" else None
-        model = FCN(4, context=ctx, context_channels=None if ctx is None else 64,
-                    upsample_init=tools["bilinear_kernel"])
-        fit(model, seg_loss(train), len(train["x"]), epochs=epochs)
-        res["parsing"][name] = seg_eval(model, test, 4)
-    note("parsing")
-
-    # 3. depth: scale-invariant loss vs L2 on log depth
-    train, test = depth_scenes(size(1500), seed=5), depth_scenes(size(500), seed=6)
-    xt, lt = torch.as_tensor(train["x"]), torch.log(torch.as_tensor(train["depth"]))
-    res["depth"] = {}
-    for name, lam in (("l2_log", 0.0), ("scale_invariant", 0.5)):
-        torch.manual_seed(0)
-        model = FCN(1, upsample_init=tools["bilinear_kernel"])
-        fit(model, lambda m, i, lam=lam: tools["scale_invariant_loss"](m(xt[i])[:, 0], lt[i],
-                                                                       lam=lam),
-            len(xt), epochs=epochs)
-        pred = np.exp(predict(model, test["x"])[:, 0].numpy().astype(np.float64))
-        raw = tools["depth_metrics"](pred, test["depth"])
-        ratio = (np.median(test["depth"].reshape(len(pred), -1), 1)
-                 / np.median(pred.reshape(len(pred), -1), 1))
-        aligned = tools["depth_metrics"](pred * ratio[:, None, None], test["depth"])
-        res["depth"][name] = {"raw": raw, "median_scaled": aligned}
-    note("depth")
-
-    # 4. crowds: density map vs direct count regression (assignment 05's model)
-    train = crowds(size(2000), seed=7, density_map=tools["density_map"])
-    test = crowds(size(600), seed=8, density_map=tools["density_map"])
-    xt = torch.as_tensor(train["x"])
-    dt = torch.as_tensor(train["density"])[:, None] * 100  # x100: pixel values near 1
-    ct = torch.as_tensor(train["count"])
-    torch.manual_seed(0)
-    dens = FCN(1, upsample_init=tools["bilinear_kernel"])
-    fit(dens, lambda m, i: F.mse_loss(m(xt[i]), dt[i]), len(xt), epochs=epochs)
-    count_dens = predict(dens, test["x"]).sum((1, 2, 3)).numpy() / 100
-    counts = {"density_map": count_dens}
-    if "RegressionHead" in tools:  # assignment 05's answer: given by the staff runner only
-        torch.manual_seed(0)
-        reg = label_number.Net(tools["RegressionHead"](128))  # (N, 128) -> (N,)
-        fit(reg, lambda m, i: F.mse_loss(m(xt[i]), ct[i]), len(xt), epochs=epochs)
-        counts["regression"] = predict(reg, test["x"]).numpy()
-    truth = test["count"]
-    res["crowds"] = {}
-    for level, sel in (("all", truth >= 0), ("low (0-25)", truth <= 25),
-                       ("high (26-50)", truth > 25)):
-        res["crowds"][level] = {
-            name: {"mae": float(np.abs(p[sel] - truth[sel]).mean()),
-                   "rmse": float(np.sqrt(((p[sel] - truth[sel]) ** 2).mean()))}
-            for name, p in counts.items()}
-    note("crowds")
+    sections = [
+        ("shapes", lambda: segmentation_init(*metrics, t["bilinear_kernel"], seeds, scale)),
+        ("parsing", lambda: scene_parsing(t["PyramidPooling"], t["bilinear_kernel"], *metrics,
+                                          seeds, scale)),
+        ("depth", lambda: depth_estimation(t["scale_invariant_loss"], t["depth_metrics"],
+                                           t["bilinear_kernel"], seeds, scale)),
+        ("crowds", lambda: crowd_counting(t["density_map"], t["bilinear_kernel"], seeds, scale,
+                                          t.get("RegressionHead"), t.get("regression_loss"))),
+    ]
+    for name, section in sections:
+        res[name] = section()
+        log(f"[{time.time() - start:5.1f} s] {name} done")
     res["settings"]["seconds"] = round(time.time() - start, 1)
     return res
 
 
 def format_results(res: dict) -> str:
-    """The measured numbers as markdown tables (quoted by the notebook)."""
+    """The measured numbers as a markdown table (quoted by the notebook): mean ± half-width of
+    the 95 % interval over the seeds."""
     s, p, d, c = res["shapes"], res["parsing"], res["depth"], res["crowds"]
-    rows = [
-        ("shapes: FCN, bilinear init", "pixel acc. / mean IoU",
-         f"{100 * s['bilinear_init']['pixel_accuracy']:.1f} % / "
-         f"{s['bilinear_init']['mean_iou']:.3f}"),
-        ("shapes: FCN, random init", "pixel acc. / mean IoU",
-         f"{100 * s['random_init']['pixel_accuracy']:.1f} % / "
-         f"{s['random_init']['mean_iou']:.3f}"),
-        ("scene parsing: FCN", "pixel acc. / mean IoU",
-         f"{100 * p['fcn']['pixel_accuracy']:.1f} % / {p['fcn']['mean_iou']:.3f}"),
-        ("scene parsing: FCN + pyramid pooling", "pixel acc. / mean IoU",
-         f"{100 * p['fcn_ppm']['pixel_accuracy']:.1f} % / {p['fcn_ppm']['mean_iou']:.3f}"),
-    ]
+
+    def seg(m: dict) -> str:
+        return f"{pm(m['pixel_accuracy'], 100, 1)} / {pm(m['mean_iou'], 1, 3)}"
+
+    rows = [("shapes: FCN, bilinear init", "pixel acc. % / mean IoU", seg(s["bilinear_init"])),
+            ("shapes: FCN, random init", "pixel acc. % / mean IoU", seg(s["random_init"]))]
+    for name in PARSING_MODELS:
+        m = p[name]
+        per_class = ", ".join(f"{PARSING_CLASSES[k]} {pm(v, 1, 2)}"
+                              for k, v in enumerate(m["iou"]) if k > 0)
+        rows.append((f"scene parsing: {PARSING_MODELS[name]}, {p['parameters'][name]:,} "
+                     "parameters", "pixel acc. % / mean IoU (IoU per class)",
+                     f"{seg(m)} ({per_class})"))
     for name, label in (("l2_log", "L2 on log depth"), ("scale_invariant", "scale-invariant")):
         for kind in ("raw", "median_scaled"):
             m = d[name][kind]
             rows.append((f"depth: {label}, {kind.replace('_', ' ')}",
-                         "AbsRel / RMSE / δ<1.25",
-                         f"{m['abs_rel']:.3f} / {m['rmse']:.2f} / {100 * m['delta1']:.1f} %"))
-    for level, v in c.items():
-        for name in v:
-            rows.append((f"crowds {level}: {name.replace('_', ' ')}", "count MAE / RMSE",
-                         f"{v[name]['mae']:.2f} / {v[name]['rmse']:.2f}"))
-    lines = ["| task | metric | result |", "|---|---|---|"]
+                         "AbsRel / RMSE / δ<1.25 %",
+                         f"{pm(m['abs_rel'], 1, 3)} / {pm(m['rmse'])} / "
+                         f"{pm(m['delta1'], 100, 1)}"))
+    gain = d["scale_invariant_minus_l2_log"]
+    rows.append(("depth: scale-invariant minus L2, median scaled (paired)",
+                 "AbsRel / RMSE / δ<1.25 %",
+                 f"{pm(gain['abs_rel'], 1, 3)} / {pm(gain['rmse'])} / "
+                 f"{pm(gain['delta1'], 100, 1)}"))
+    for name, label in (("density_map", "density map"), ("regression", "direct regression (05)")):
+        for r, e in c.get(name, {}).items():
+            rows.append((f"crowds, {r} people: {label}", "count MAE / RMSE",
+                         f"{pm(e['mae'])} / {pm(e['rmse'])}"))
+    for r, e in c.get("regression", {}).items():  # seed by seed: the same seeds, the same data
+        diff = summary(np.subtract(c["density_map"][r]["mae"]["runs"], e["mae"]["runs"]))
+        rows.append((f"crowds, {r} people: density map minus direct regression (paired)",
+                     "count MAE", pm(diff)))
+    lines = [f"Mean ± 95 % interval over {len(res['settings']['seeds'])} seeds.", "",
+             "| task | metric | result |", "|---|---|---|"]
     return "\n".join(lines + [f"| {t} | {m} | {r} |" for t, m, r in rows])
 
 

@@ -3,16 +3,21 @@
 Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing downloads:
 
     objects(n, seed)        one shape (circle, square, triangle) per image: label, size, box
-    scenes(n, seed)         three shapes arranged in a row, a column or a diagonal: label
+    scenes(n, seed)         three shapes in one of four arrangements (ARRANGEMENTS: a row, a
+                            column, a diagonal, or scattered at random): label
     faces(ids, per_id, seed)  parametric drawn faces: identity, age, pose, lighting, expression
     crowds(n, seed)         0..max_count blobs ("people"): count and positions
     multi_objects(n, seed)  0..4 shapes per image: boxes (k, 4) and labels (k,)
 
 Models: :func:`backbone` (three conv-ReLU-pool blocks, 32x32 -> 64 maps of 4x4) and
 :class:`Net` (backbone + a named head). :func:`fit` is a tiny training loop on one CPU thread.
-:func:`run_experiments` trains one model per topic with functions it is given (the notebook's
-answers) and returns measured results. The staff make the notebook's ``results.json`` with the
-reference answers, from the repository: ``python -m sit471.reference.experiments label_number``.
+
+Experiments, one function per section of the notebook, each over several seeds and taking the
+notebook's answers it needs as arguments: :func:`label_tasks`, :func:`face_verification`,
+:func:`age_regression`, :func:`count_regression` (also assignment 06's baseline),
+:func:`localisation`, :func:`detection`; :func:`run_experiments` runs them all (about 15
+minutes on one CPU thread). The staff make the notebook's ``results.json`` with the reference
+answers, from the repository: ``python -m sit471.reference.experiments label_number``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from sit471.transfer import mean_ci
 
 SIZE = 32
 SHAPES = ("circle", "square", "triangle")
@@ -228,25 +235,54 @@ def multi_objects(n: int, seed: int = 0, max_objects: int = 4) -> dict:
     return {"x": x, "boxes": boxes, "labels": labels}
 
 
+def _responsible_cells(cx: float, cy: float, grid: int, cells_per_object: int
+                       ) -> list[tuple[int, int]]:
+    """The cell that holds (cx, cy) first; with cells_per_object=4 also the neighbours towards
+    the point's side of its cell (the 2 x 2 cells nearest to it), those inside the grid."""
+    cell = SIZE / grid
+    gx, gy = min(int(cx // cell), grid - 1), min(int(cy // cell), grid - 1)
+    if cells_per_object == 1:
+        return [(gy, gx)]
+    sx = 1 if cx / cell - gx >= 0.5 else -1
+    sy = 1 if cy / cell - gy >= 0.5 else -1
+    return [(y, x) for y, x in ((gy, gx), (gy, gx + sx), (gy + sy, gx), (gy + sy, gx + sx))
+            if 0 <= y < grid and 0 <= x < grid]
+
+
 def grid_targets(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                 grid: int = GRID) -> dict[str, torch.Tensor]:
+                 grid: int = GRID, cells_per_object: int = 1) -> dict[str, torch.Tensor]:
     """Targets of a grid detector: the cell that holds a box's centre is responsible for it.
 
-    Box numbers per cell: (centre x, centre y) relative to the cell in [0, 1] and (w, h)
-    divided by the image size. Returns obj (N, g, g), boxes (N, g, g, 4), labels (N, g, g).
+    With cells_per_object=4 the 2 x 2 cells nearest the centre are all responsible (each
+    proposes the same box, so the trained detector proposes overlapping boxes that NMS must
+    remove); a cell wanted by two objects goes to the one whose centre holds it, else to the
+    nearer centre. Box numbers per cell: (centre x, centre y) relative to the cell (in [0, 1]
+    for its own cell, in [-1, 2] for a neighbour) and (w, h) divided by the image size.
+    Returns obj (N, g, g), boxes (N, g, g, 4), labels (N, g, g).
     """
+    if cells_per_object not in (1, 4):
+        raise ValueError(f"cells_per_object must be 1 or 4, got {cells_per_object}")
     n, cell = len(boxes), SIZE / grid
     obj = torch.zeros(n, grid, grid)
     tb = torch.zeros(n, grid, grid, 4)
     tl = torch.zeros(n, grid, grid, dtype=torch.int64)
     for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
-        for (x1, y1, x2, y2), c in zip(np.asarray(b), np.asarray(lab), strict=True):
+        owner: dict[tuple[int, int], tuple[float, int]] = {}  # cell -> (priority, object)
+        b = np.asarray(b).reshape(-1, 4)
+        for k, (x1, y1, x2, y2) in enumerate(b):
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            gx, gy = min(int(cx // cell), grid - 1), min(int(cy // cell), grid - 1)
-            obj[i, gy, gx] = 1
-            tb[i, gy, gx] = torch.tensor([cx / cell - gx, cy / cell - gy, (x2 - x1) / SIZE,
-                                          (y2 - y1) / SIZE])
-            tl[i, gy, gx] = int(c)
+            for rank, (y, x) in enumerate(_responsible_cells(cx, cy, grid, cells_per_object)):
+                d = -1.0 if rank == 0 else float(np.hypot(cx - (x + 0.5) * cell,
+                                                          cy - (y + 0.5) * cell))
+                if (y, x) not in owner or d < owner[y, x][0]:
+                    owner[y, x] = (d, k)
+        for (y, x), (_, k) in owner.items():
+            x1, y1, x2, y2 = b[k]
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            obj[i, y, x] = 1
+            tb[i, y, x] = torch.tensor([cx / cell - x, cy / cell - y, (x2 - x1) / SIZE,
+                                        (y2 - y1) / SIZE])
+            tl[i, y, x] = int(np.asarray(lab)[k])
     return {"obj": obj, "boxes": tb, "labels": tl}
 
 
@@ -361,31 +397,56 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500):
     return torch.cat(outs)
 
 
-def roc(distances: np.ndarray, same: np.ndarray) -> dict[str, np.ndarray]:
-    """ROC of the rule "same identity when distance <= t" over every threshold t.
-
-    Returns thresholds, tpr (share of same pairs accepted), fpr (share of different pairs
-    accepted) and accuracy at each threshold."""
-    distances, same = np.asarray(distances, float), np.asarray(same, bool)
-    t = np.concatenate([[-np.inf], np.sort(distances)])
-    acc = np.array([((distances <= v) == same).mean() for v in t])
-    tpr = np.array([(distances[same] <= v).mean() for v in t])
-    fpr = np.array([(distances[~same] <= v).mean() for v in t])
-    return {"thresholds": t, "tpr": tpr, "fpr": fpr, "accuracy": acc}
+@torch.no_grad()
+def embeddings(net: Net, x: torch.Tensor | np.ndarray, batch_size: int = 500) -> torch.Tensor:
+    """net.embed(x) in eval mode, batch by batch: (N, 1, 32, 32) -> (N, embed_dim)."""
+    net.eval()
+    x = torch.as_tensor(x)
+    return torch.cat([net.embed(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
 
 
-def pairs(identity: np.ndarray, n_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
-                                                                         np.ndarray]:
-    """n_pairs same-identity and n_pairs different-identity index pairs: (i, j, same)."""
+# ----------------------------------------------------------------------------- measuring
+
+# Thresholds for a verifier: distances of unit-length vectors lie in [0, 2]; a geometric grid
+# resolves small distances (raw pixels of faces all point nearly the same way) as well as large.
+THRESHOLDS = np.concatenate([[0.0], np.geomspace(1e-3, 2.0, 300)])
+
+
+def roc(verify: Callable, emb1: torch.Tensor, emb2: torch.Tensor, same: np.ndarray,
+        thresholds: np.ndarray = THRESHOLDS) -> dict[str, np.ndarray]:
+    """ROC of a verifier over the given thresholds, using only its decisions.
+
+    verify(emb1, emb2, t) -> (N,) bool is the notebook's exercise (True: judged the same
+    identity); emb1, emb2 (N, D); same (N,) bool, the truth. Returns thresholds (T,), tpr (share
+    of same pairs accepted), fpr (share of different pairs accepted) and accuracy, each (T,)."""
+    same = np.asarray(same, bool)
+    decided = np.stack([np.asarray(verify(emb1, emb2, float(t))).astype(bool)
+                        for t in thresholds])
+    return {"thresholds": np.asarray(thresholds, float), "tpr": decided[:, same].mean(1),
+            "fpr": decided[:, ~same].mean(1), "accuracy": (decided == same).mean(1)}
+
+
+def pairs(identity: np.ndarray, n_pairs: int, seed: int = 0, alike: np.ndarray | None = None,
+          tolerance: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n_pairs same-identity and n_pairs different-identity index pairs, alternating: (i, j, same).
+
+    alike (N, k), e.g. each image's pose and lighting: when given, every different-identity pair
+    is a *hard negative*, two people whose k values all differ by less than tolerance (photos
+    taken in nearly the same pose and light). The same-identity pairs are drawn as without it.
+    """
     rng = np.random.default_rng(seed)
     i_s, j_s, same = [], [], []
     while len(i_s) < 2 * n_pairs:
         i, j = rng.integers(0, len(identity), 2)
         want_same = len(i_s) % 2 == 0
-        if i != j and (identity[i] == identity[j]) == want_same:
-            i_s.append(i)
-            j_s.append(j)
-            same.append(want_same)
+        if i == j or (identity[i] == identity[j]) != want_same:
+            continue
+        if alike is not None and not want_same and not (np.abs(alike[i] - alike[j])
+                                                        < tolerance).all():
+            continue
+        i_s.append(i)
+        j_s.append(j)
+        same.append(want_same)
     return np.array(i_s), np.array(j_s), np.array(same)
 
 
@@ -410,211 +471,398 @@ def detection_counts(preds: list[dict], boxes: Sequence[np.ndarray], labels: Seq
     return {"tp": tp, "fp": fp, "fn": n_true - tp}
 
 
-# ----------------------------------------------------------------------------- the experiment
+def summary(values: Sequence[float]) -> dict:
+    """One measurement over seeds: the runs, their mean and the half-width of its 95 % interval
+    (Student's t; 0 for one run)."""
+    mean, half = mean_ci(values)
+    return {"runs": [round(float(v), 4) for v in values], "mean": round(mean, 4),
+            "ci": round(half, 4)}
 
 
-def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
-                    scale: float = 1.0) -> dict:
-    """Train one model per topic with the given functions and measure it on test data.
+def pm(s: dict, factor: float = 1.0, digits: int = 2) -> str:
+    """A summary as 'mean ± half-width' (times factor, e.g. 100 for percent)."""
+    return f"{factor * s['mean']:.{digits}f} ± {factor * s['ci']:.{digits}f}"
 
-    tools: RegressionHead, regression_loss, bin_centers, expected_value, box_iou,
-    detection_loss, nms, verify (the notebook's answers; nothing else is imported).
-    scale < 1 shrinks the data sets and epochs (for quick tests). Returns a JSON-able dict.
-    """
+
+# ----------------------------------------------------------------------------- the experiments
+#
+# One function per section of the notebook. Each takes the notebook's answers it needs as
+# arguments (nothing is imported from the reference), trains one model per seed (the seed sets
+# the initial weights and the order of the batches; the data stay the same) and returns a
+# JSON-able dict. scale < 1 shrinks the data and the epochs (quick tests).
+
+SEEDS = (0, 1, 2)
+EPOCHS = 12  # Adam 2e-3, batches of 64, for every model of the notebook (the detector: 15)
+COUNT_RANGES = ((0, 16), (17, 33), (34, 50))  # crowd sizes the counting errors are split by
+
+
+def _size(k: int, scale: float) -> int:
+    return max(8, int(k * scale))
+
+
+def _epochs(e: int, scale: float) -> int:
+    return e if scale >= 1 else max(1, round(e * scale))
+
+
+def check_inputs(scale: float, seeds: Sequence[int], **functions: Callable) -> None:
+    """Fail early, before any training: scale > 0, at least one integer seed, every answer
+    callable."""
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if len(seeds) == 0 or not all(isinstance(s, (int, np.integer)) for s in seeds):
+        raise ValueError(f"seeds must be one or more integers, got {seeds!r}")
+    for name, f in functions.items():
+        if not callable(f):
+            raise TypeError(f"{name} must be the notebook's function (or class), got "
+                            f"{type(f).__name__}")
+
+
+def _train_classifier(data: dict, key: str, k: int, seed: int, epochs: int) -> Net:
     import torch.nn.functional as F
 
-    start = time.time()
+    xt, yt = torch.as_tensor(data["x"]), torch.as_tensor(data[key])
+    torch.manual_seed(seed)
+    net = Net(nn.Linear(128, k))
+    fit(net, lambda m, i: F.cross_entropy(m(xt[i]), yt[i]), len(xt), epochs=epochs, seed=seed)
+    return net
 
-    def size(k: int) -> int:
-        return max(8, int(k * scale))
 
-    def ep(e: int) -> int:  # scale < 1 shortens the training too (1 epoch at least)
-        return e if scale >= 1 else max(1, round(e * scale))
+def label_tasks(seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Section 1: the same network, a 3-way head for the shape of one object and a 4-way head
+    for the arrangement of a scene. Test accuracy per seed."""
+    check_inputs(scale, seeds)
+    res: dict = {}
+    acc: dict[str, list[float]] = {}
+    for name, make, k in (("objects", objects, len(SHAPES)), ("scenes", scenes, len(ARRANGEMENTS))):
+        tr, te = make(_size(3000, scale), seed=1), make(_size(1000, scale), seed=2)
+        acc[name] = [float((predict(_train_classifier(tr, "label", k, s, _epochs(EPOCHS, scale)),
+                                    te["x"]).argmax(1).numpy() == te["label"]).mean())
+                     for s in seeds]
+        res[name] = {"classes": k, "train": len(tr["x"]), "test": len(te["x"]),
+                     "accuracy": summary(acc[name])}
+    res["scenes_minus_objects"] = summary(np.subtract(acc["scenes"], acc["objects"]))
+    return res
 
-    res: dict = {"settings": {"scale": scale, "epochs": ep(12), "optimizer": "Adam 2e-3, batch 64"}}
 
-    def note(name: str) -> None:
-        log(f"[{time.time() - start:5.1f} s] {name}: {res[name]}")
+def age_regression(RegressionHead: Callable, regression_loss: Callable, bin_centers: Callable,
+                   expected_value: Callable, seeds: Sequence[int] = SEEDS,
+                   scale: float = 1.0) -> dict:
+    """Section 3: the age of a face, by L2 and L1 regression of (age - 50) / 30 and by a 12-way
+    classifier over bins of 5 years read out by its expected value (and, for comparison, by the
+    centre of its top bin). Test MAE in years per seed, and paired differences."""
+    import torch.nn.functional as F
 
-    # 1. one backbone, two heads: objects (what) and scenes (how arranged)
-    for name, make in [("objects", objects), ("scenes", scenes)]:
-        tr, te = make(size(3000), seed=1), make(size(1000), seed=2)
-        torch.manual_seed(0)
-        net = Net(nn.Linear(128, 4 if name == "scenes" else 3))
-        xt, yt = torch.as_tensor(tr["x"]), torch.as_tensor(tr["label"])
-        fit(net, lambda m, i, xt=xt, yt=yt: F.cross_entropy(m(xt[i]), yt[i]), len(xt),
-            epochs=ep(12))
-        acc = float((predict(net, te["x"]).argmax(1).numpy() == te["label"]).mean())
-        res[name] = {"accuracy": round(acc, 4), "train": len(xt), "test": len(te["x"])}
-        note(name)
-
-    # 2. image -> number: age of generated faces, three ways
-    tr = faces(size(60), 40, seed=3, first_identity=1000, ages="uniform")
-    te = faces(size(100), 10, seed=4, first_identity=2000, ages="uniform")
+    check_inputs(scale, seeds, RegressionHead=RegressionHead, regression_loss=regression_loss,
+                 bin_centers=bin_centers, expected_value=expected_value)
+    tr = faces(_size(60, scale), 40, seed=3, first_identity=1000, ages="uniform")
+    te = faces(_size(100, scale), 10, seed=4, first_identity=2000, ages="uniform")
     xt, at = torch.as_tensor(tr["x"]), torch.as_tensor(tr["age"])
-    centers = tools["bin_centers"](*AGE_RANGE, 12)
+    centers = bin_centers(*AGE_RANGE, 12)
     width = (AGE_RANGE[1] - AGE_RANGE[0]) / 12
-    res["age"] = {"train": len(xt), "test": len(te["x"]), "bins": 12}
-    for method in ("l2", "l1", "bins"):
-        torch.manual_seed(0)
-        if method == "bins":
-            net = Net(nn.Linear(128, 12))
-            bins = ((at - AGE_RANGE[0]) // width).clamp(0, 11).long()
-            fit(net, lambda m, i, b=bins: F.cross_entropy(m(xt[i]), b[i]), len(xt),
-                epochs=ep(12))
-            pred = tools["expected_value"](predict(net, te["x"]), centers)
-            argmax = centers[predict(net, te["x"]).argmax(1)]
-            res["age"]["mae_bins_argmax"] = round(float(np.abs(argmax.numpy() - te["age"]).mean()),
-                                                  2)
-        else:
-            net = Net(tools["RegressionHead"](128))
-            # the target is standardised (age - 50) / 30 so that one learning rate suits all
-            fit(net, lambda m, i, k=method: tools["regression_loss"](
-                m(xt[i]), (at[i] - 50) / 30, k), len(xt), epochs=ep(12))
-            pred = predict(net, te["x"]) * 30 + 50
-        res["age"][f"mae_{method}"] = round(float(np.abs(pred.numpy() - te["age"]).mean()), 2)
-    res["age"]["mae_predict_mean"] = round(float(np.abs(te["age"] - tr["age"].mean()).mean()), 2)
-    note("age")
+    bins = ((at - AGE_RANGE[0]) // width).clamp(0, 11).long()
+    epochs = _epochs(EPOCHS, scale)
+    mae: dict[str, list[float]] = {k: [] for k in ("l2", "l1", "bins", "bins_argmax")}
 
-    # 3. faces: classifier over known identities -> embedding -> verify unseen identities
-    known = faces(50, size(40), seed=5)
-    xt, it = torch.as_tensor(known["x"]), torch.as_tensor(known["identity"])
-    torch.manual_seed(0)
-    net = Net(nn.Linear(128, 50))
-    fit(net, lambda m, i: F.cross_entropy(m(xt[i]), it[i]), len(xt), epochs=ep(12))
+    def err(pred: torch.Tensor) -> float:
+        return float(np.abs(np.asarray(pred, float) - te["age"]).mean())
+
+    for s in seeds:
+        for kind in ("l2", "l1"):
+            torch.manual_seed(s)
+            net = Net(RegressionHead(128))
+            # the target is standardised (age - 50) / 30 so that one learning rate suits all
+            fit(net, lambda m, i, k=kind: regression_loss(m(xt[i]), (at[i] - 50) / 30, k),
+                len(xt), epochs=epochs, seed=s)
+            mae[kind].append(err(predict(net, te["x"]) * 30 + 50))
+        torch.manual_seed(s)
+        net = Net(nn.Linear(128, 12))
+        fit(net, lambda m, i: F.cross_entropy(m(xt[i]), bins[i]), len(xt), epochs=epochs, seed=s)
+        logits = predict(net, te["x"])
+        mae["bins"].append(err(expected_value(logits, centers)))
+        mae["bins_argmax"].append(err(centers[logits.argmax(1)]))
+    d = {k: np.asarray(v) for k, v in mae.items()}
+    return {"train": len(xt), "test": len(te["x"]), "bins": 12,
+            **{f"mae_{k}": summary(v) for k, v in mae.items()},
+            "bins_minus_l2": summary(d["bins"] - d["l2"]),
+            "bins_minus_l1": summary(d["bins"] - d["l1"]),
+            "argmax_minus_bins": summary(d["bins_argmax"] - d["bins"]),
+            "mae_predict_mean": round(float(np.abs(te["age"] - tr["age"].mean()).mean()), 2)}
+
+
+def face_verification(verify: Callable, seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Section 2: a classifier over 50 known identities, its embedding used to verify pairs of
+    50 identities it never saw, with ``verify`` (the notebook's answer) deciding every pair.
+
+    Three embeddings: the trained network's, the same network untrained (random weights) and
+    the raw pixels. Two kinds of test pairs: random pairs, and pairs whose different-identity
+    half are hard negatives (nearly the same pose and lighting). The threshold is the one most
+    accurate on development pairs of 50 other unseen identities (same kind of pairs); reported:
+    test accuracy at it, and the area under the ROC curve. ROC curves of the first seed.
+    """
+    check_inputs(scale, seeds, verify=verify)
+    known = faces(50, _size(40, scale), seed=5)
     held = faces(50, 6, seed=6)
-    id_acc = float((predict(net, held["x"]).argmax(1).numpy() == held["identity"]).mean())
-    verif = {}
+    n_pairs = 500 if scale >= 1 else 20
+    sets = {}
     for split, (first, seed) in {"dev": (500, 7), "test": (600, 8)}.items():
         unseen = faces(50, 8, seed=seed, first_identity=first)
-        with torch.no_grad():
-            emb = net.embed(torch.as_tensor(unseen["x"]))
-        i, j, same = pairs(unseen["identity"], 500, seed=seed)
-        dist = (F.normalize(emb[i], dim=1) - F.normalize(emb[j], dim=1)).norm(dim=1).numpy()
-        verif[split] = (emb, i, j, same, dist)
-    dev = roc(verif["dev"][4], verif["dev"][3])
-    t_best = float(dev["thresholds"][np.argmax(dev["accuracy"])])
-    emb, i, j, same, dist = verif["test"]
-    test_roc = roc(dist, same)
-    decided = tools["verify"](emb[i], emb[j], t_best).numpy()
-    keep = np.linspace(0, len(test_roc["fpr"]) - 1, 80).astype(int)
-    res["faces"] = {
-        "identities": 50, "train": len(xt), "identification_accuracy": round(id_acc, 4),
-        "threshold": round(t_best, 4), "verification_accuracy": round(float((decided == same)
-                                                                           .mean()), 4),
-        "best_test_accuracy": round(float(test_roc["accuracy"].max()), 4),
-        "auc": round(float(np.trapezoid(test_roc["tpr"], test_roc["fpr"])), 4),
-        "roc_fpr": [round(float(v), 4) for v in test_roc["fpr"][keep]],
-        "roc_tpr": [round(float(v), 4) for v in test_roc["tpr"][keep]],
-        "pairs": len(same)}
-    note("faces")
+        alike = np.stack([unseen["pose"], unseen["light"]], 1)
+        sets[split] = {"x": torch.as_tensor(unseen["x"]),
+                       "random": pairs(unseen["identity"], n_pairs, seed=seed),
+                       "hard": pairs(unseen["identity"], n_pairs, seed=seed, alike=alike)}
 
-    # 4. counting by direct regression (the baseline of assignment 06)
-    tr, te = crowds(size(3000), seed=9), crowds(size(1000), seed=10)
+    def measure(embed: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+        out = {}
+        emb = {split: embed(sets[split]["x"]) for split in sets}
+        for kind in ("random", "hard"):
+            i, j, same = sets["dev"][kind]
+            dev = roc(verify, emb["dev"][i], emb["dev"][j], same)
+            t = float(dev["thresholds"][np.argmax(dev["accuracy"])])
+            i, j, same = sets["test"][kind]
+            test = roc(verify, emb["test"][i], emb["test"][j], same)
+            decided = np.asarray(verify(emb["test"][i], emb["test"][j], t)).astype(bool)
+            out[kind] = {"threshold": t, "accuracy": float((decided == same).mean()),
+                         "auc": float(np.trapezoid(test["tpr"], test["fpr"])),
+                         "fpr": test["fpr"], "tpr": test["tpr"]}
+        return out
+
+    runs: dict[str, list[dict]] = {"trained": [], "untrained": []}
+    id_acc = []
+    for s in seeds:
+        net = _train_classifier(known, "identity", 50, s, _epochs(EPOCHS, scale))
+        id_acc.append(float((predict(net, held["x"]).argmax(1).numpy() == held["identity"])
+                            .mean()))
+        runs["trained"].append(measure(lambda x, net=net: embeddings(net, x)))
+        torch.manual_seed(s)
+        untrained = Net(nn.Linear(128, 50))
+        runs["untrained"].append(measure(lambda x, net=untrained: embeddings(net, x)))
+    runs["pixels"] = [measure(lambda x: x.flatten(1))]  # no weights: the same for every seed
+    verification = {
+        emb: {kind: {m: summary([r[kind][m] for r in rs]) for m in ("accuracy", "auc",
+                                                                      "threshold")}
+              for kind in ("random", "hard")} for emb, rs in runs.items()}
+    curves = {f"{emb}_{kind}": {"fpr": [round(float(v), 3) for v in rs[0][kind]["fpr"]],
+                                "tpr": [round(float(v), 3) for v in rs[0][kind]["tpr"]]}
+              for emb, rs in runs.items() for kind in ("random", "hard")}
+    return {"identities": 50, "train": len(known["x"]), "pairs": 2 * n_pairs,
+            "identification_accuracy": summary(id_acc), "identification_chance": 1 / 50,
+            "verification_chance": 0.5, "verification": verification, "roc": curves}
+
+
+def counting_data(scale: float = 1.0) -> tuple[dict, dict]:
+    """The crowds both counting experiments use (this notebook's regression and assignment 06's
+    density map): 3,000 training and 1,000 test images of 0..50 people."""
+    return crowds(_size(3000, scale), seed=9), crowds(_size(1000, scale), seed=10)
+
+
+def count_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
+    """Count errors over all test images and by crowd size (COUNT_RANGES): mae and rmse."""
+    err = np.asarray(pred, float) - np.asarray(truth, float)
+    out = {"all": {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}}
+    for lo, hi in COUNT_RANGES:
+        e = err[(truth >= lo) & (truth <= hi)]
+        out[f"{lo}-{hi}"] = {"mae": float(np.abs(e).mean()) if len(e) else float("nan"),
+                             "rmse": float(np.sqrt((e ** 2).mean())) if len(e) else float("nan")}
+    return out
+
+
+def summarise_counts(runs: list[dict]) -> dict:
+    """count_errors of several seeds -> {range: {mae: summary, rmse: summary}}."""
+    return {r: {m: summary([run[r][m] for run in runs]) for m in ("mae", "rmse")}
+            for r in runs[0]}
+
+
+def count_regression(RegressionHead: Callable, regression_loss: Callable,
+                     seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Section 4, and the baseline of assignment 06: Net with a RegressionHead, L1 loss on
+    count / 20, EPOCHS epochs on counting_data(). Returns the errors by crowd size over seeds
+    (``errors``), each seed's errors (``runs``) and always-the-mean for comparison."""
+    check_inputs(scale, seeds, RegressionHead=RegressionHead, regression_loss=regression_loss)
+    tr, te = counting_data(scale)
     xt, ct = torch.as_tensor(tr["x"]), torch.as_tensor(tr["count"])
-    torch.manual_seed(0)
-    net = Net(tools["RegressionHead"](128))
-    fit(net, lambda m, i: tools["regression_loss"](m(xt[i]), ct[i] / 20, "l1"), len(xt),
-        epochs=ep(12))
-    err = predict(net, te["x"]).numpy() * 20 - te["count"]
-    res["counting"] = {"train": len(xt), "test": len(te["x"]),
-                       "mae": round(float(np.abs(err).mean()), 2),
-                       "rmse": round(float(np.sqrt((err ** 2).mean())), 2),
-                       "mae_predict_mean": round(float(np.abs(te["count"] - tr["count"].mean())
-                                                       .mean()), 2)}
-    note("counting")
+    runs = []
+    for s in seeds:
+        torch.manual_seed(s)
+        net = Net(RegressionHead(128))
+        fit(net, lambda m, i: regression_loss(m(xt[i]), ct[i] / 20, "l1"), len(xt),
+            epochs=_epochs(EPOCHS, scale), seed=s)
+        runs.append(count_errors(predict(net, te["x"]).numpy() * 20, te["count"]))
+    return {"train": len(xt), "test": len(te["x"]), "epochs": _epochs(EPOCHS, scale),
+            "loss": "L1 on count / 20", "errors": summarise_counts(runs),
+            "mae_predict_mean": round(float(np.abs(te["count"] - tr["count"].mean()).mean()), 2)}
 
-    # 5. localisation + classification of one object: two heads, weighted sum of losses
-    tr, te = objects(size(3000), seed=11), objects(size(1000), seed=12)
+
+def localisation(box_iou: Callable, seeds: Sequence[int] = SEEDS, scale: float = 1.0) -> dict:
+    """Section 5: one object, two heads (class and box), cross-entropy + 5 x L1 of the box
+    divided by the image size. Class accuracy, mean IoU and the share with IoU >= 0.5."""
+    import torch.nn.functional as F
+
+    check_inputs(scale, seeds, box_iou=box_iou)
+    tr, te = objects(_size(3000, scale), seed=11), objects(_size(1000, scale), seed=12)
     xt, yt = torch.as_tensor(tr["x"]), torch.as_tensor(tr["label"])
     bt = torch.as_tensor(tr["box"]) / SIZE
-    torch.manual_seed(0)
-    net = Net(nn.ModuleDict({"cls": nn.Linear(128, 3), "box": nn.Linear(128, 4)}))
 
     def loc_loss(m: nn.Module, i: torch.Tensor, w: float = 5.0) -> torch.Tensor:
         out = m(xt[i])
         return F.cross_entropy(out["cls"], yt[i]) + w * (out["box"] - bt[i]).abs().mean()
 
-    fit(net, loc_loss, len(xt), epochs=ep(12))
-    out = predict(net, te["x"])
-    boxes = out["box"] * SIZE
-    boxes = torch.stack([boxes[:, 0], boxes[:, 1], torch.maximum(boxes[:, 0], boxes[:, 2]),
-                         torch.maximum(boxes[:, 1], boxes[:, 3])], 1)
-    iou = tools["box_iou"](boxes, torch.as_tensor(te["box"])).diagonal().numpy()
-    res["localisation"] = {"train": len(xt), "test": len(te["x"]), "box_weight": 5.0,
-                           "accuracy": round(float((out["cls"].argmax(1).numpy() == te["label"])
-                                                   .mean()), 4),
-                           "mean_iou": round(float(iou.mean()), 4),
-                           "iou_at_least_0.5": round(float((iou >= 0.5).mean()), 4)}
-    note("localisation")
+    acc, mean_iou, hit = [], [], []
+    for s in seeds:
+        torch.manual_seed(s)
+        net = Net(nn.ModuleDict({"cls": nn.Linear(128, 3), "box": nn.Linear(128, 4)}))
+        fit(net, loc_loss, len(xt), epochs=_epochs(EPOCHS, scale), seed=s)
+        out = predict(net, te["x"])
+        b = out["box"] * SIZE
+        b = torch.stack([b[:, 0], b[:, 1], torch.maximum(b[:, 0], b[:, 2]),
+                         torch.maximum(b[:, 1], b[:, 3])], 1)
+        iou = np.asarray(box_iou(b, torch.as_tensor(te["box"]))).diagonal()
+        acc.append(float((out["cls"].argmax(1).numpy() == te["label"]).mean()))
+        mean_iou.append(float(iou.mean()))
+        hit.append(float((iou >= 0.5).mean()))
+    return {"train": len(xt), "test": len(te["x"]), "box_weight": 5.0, "accuracy": summary(acc),
+            "mean_iou": summary(mean_iou), "iou_at_least_0.5": summary(hit)}
 
-    # 6. detection of several objects: a grid, the combined loss, NMS, precision and recall
-    tr, te = multi_objects(size(4000), seed=13), multi_objects(size(500), seed=14)
+
+def _rates(c: dict[str, int]) -> dict:
+    return {**c, "detections": c["tp"] + c["fp"], "precision": c["tp"] / max(1, c["tp"] + c["fp"]),
+            "recall": c["tp"] / max(1, c["tp"] + c["fn"])}
+
+
+def detection(box_iou: Callable, detection_loss: Callable, nms: Callable,
+              seeds: Sequence[int] = SEEDS, scale: float = 1.0,
+              cells_per_object: int = 4) -> dict:
+    """Section 6: a grid detector in which the 2 x 2 cells nearest each object's centre are all
+    responsible for it (so several cells propose overlapping boxes for one object), trained with
+    detection_loss; boxes with a score above 0.3 before and after per-class nms at IoU 0.5
+    (``after_nms``) and 0.3 (``after_nms_0.3``), and NMS over all classes at IoU 0.5
+    (``after_nms_any_class``: a box also suppresses boxes of other classes).
+    Counts (tp, fp, fn), precision and recall per seed; the detections of the first seed on
+    the first six test images, before and after NMS."""
+    check_inputs(scale, seeds, box_iou=box_iou, detection_loss=detection_loss, nms=nms)
+    tr, te = multi_objects(_size(4000, scale), seed=13), multi_objects(_size(500, scale), seed=14)
     xt = torch.as_tensor(tr["x"])
-    tg = grid_targets(tr["boxes"], tr["labels"])
-    torch.manual_seed(0)
-    det = GridDetector()
-    fit(det, lambda m, i: tools["detection_loss"](m(xt[i]), tg["obj"][i], tg["boxes"][i],
-                                                  tg["labels"][i], 5.0, 1.0),
-        len(xt), epochs=ep(15))
-    grid_out = predict(det, te["x"])
-    res["detection"] = {"train": len(xt), "test": len(te["x"]), "score_threshold": 0.3,
-                        "low_score_threshold": 0.05, "nms_iou": 0.5,
-                        "objects": int(sum(len(b) for b in te["boxes"]))}
-    for suffix, threshold in [("", 0.3), ("_low", 0.05)]:
-        raw = decode_grid(grid_out, score_threshold=threshold)
-        kept = []
-        for p in raw:
-            k = tools["nms"](p["boxes"], p["scores"], 0.5, p["labels"])
-            kept.append({key: v[k] for key, v in p.items()})
-        for name, preds in [("before_nms", raw), ("after_nms", kept)]:
-            c = detection_counts(preds, te["boxes"], te["labels"], tools["box_iou"])
-            res["detection"][name + suffix] = {
-                **c, "precision": round(c["tp"] / max(1, c["tp"] + c["fp"]), 4),
-                "recall": round(c["tp"] / max(1, c["tp"] + c["fn"]), 4)}
-        if suffix == "":
-            examples = kept[:6]
-    res["detection"]["examples"] = [{k: [round(float(t), 3) for t in v.flatten()] if k == "scores"
-                                     else v.tolist() for k, v in p.items()} for p in examples]
-    note("detection")
+    tg = grid_targets(tr["boxes"], tr["labels"], cells_per_object=cells_per_object)
+    runs: dict[str, list[dict]] = {"before_nms": [], "after_nms": [], "after_nms_0.3": [],
+                                   "after_nms_any_class": []}
+    examples: dict[str, list] = {}
+    for s in seeds:
+        torch.manual_seed(s)
+        det = GridDetector()
+        fit(det, lambda m, i: detection_loss(m(xt[i]), tg["obj"][i], tg["boxes"][i],
+                                             tg["labels"][i], 5.0, 1.0),
+            len(xt), epochs=_epochs(15, scale), seed=s)
+        raw = decode_grid(predict(det, te["x"]), score_threshold=0.3)
+        kept: dict[tuple[float, bool], list[dict]] = {}
+        for iou, per_class in ((0.5, True), (0.3, True), (0.5, False)):
+            kept[iou, per_class] = []
+            for p in raw:
+                k = nms(p["boxes"], p["scores"], iou, p["labels"] if per_class else None)
+                k = torch.as_tensor(k).long()
+                kept[iou, per_class].append({key: v[k] for key, v in p.items()})
+        for name, preds in (("before_nms", raw), ("after_nms", kept[0.5, True]),
+                            ("after_nms_0.3", kept[0.3, True]),
+                            ("after_nms_any_class", kept[0.5, False])):
+            runs[name].append(_rates(detection_counts(preds, te["boxes"], te["labels"], box_iou)))
+            if name in ("before_nms", "after_nms") and not examples.get(name):
+                examples[name] = [{"boxes": [[round(float(t), 2) for t in b] for b in p["boxes"]],
+                                   "labels": p["labels"].tolist(),
+                                   "scores": [round(float(t), 3) for t in p["scores"]]}
+                                  for p in preds[:6]]
+    res = {"train": len(xt), "test": len(te["x"]), "cells_per_object": cells_per_object,
+           "score_threshold": 0.3, "nms_iou": 0.5,
+           "objects": int(sum(len(b) for b in te["boxes"])), "examples": examples}
+    for name, rs in runs.items():
+        res[name] = {m: summary([r[m] for r in rs]) for m in ("detections", "tp", "fp", "fn",
+                                                               "precision", "recall")}
+    return res
+
+
+def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
+                    scale: float = 1.0, seeds: Sequence[int] | None = None) -> dict:
+    """Every section's experiment with the given functions, measured on test data.
+
+    tools: RegressionHead, regression_loss, bin_centers, expected_value, box_iou,
+    detection_loss, nms, verify (the notebook's answers; nothing else is imported). seeds:
+    SEEDS by default (the first two when scale < 1). scale < 1 shrinks the data and epochs
+    (quick tests). About 15 minutes on one CPU thread of a shared machine (878 s measured for
+    the cached results). Returns a JSON-able dict.
+    """
+    names = ("RegressionHead", "regression_loss", "bin_centers", "expected_value", "box_iou",
+             "detection_loss", "nms", "verify")
+    missing = [n for n in names if n not in tools]
+    if missing:
+        raise KeyError(f"tools lacks {', '.join(missing)} (the notebook's answers)")
+    seeds = tuple(seeds if seeds is not None else SEEDS if scale >= 1 else SEEDS[:2])
+    check_inputs(scale, seeds, **{n: tools[n] for n in names})
+    t = tools
+    start = time.time()
+    res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
+                              "epochs": _epochs(EPOCHS, scale),
+                              "optimizer": "Adam 2e-3, batch 64, one CPU thread"}}
+    sections = [
+        ("labels", lambda: label_tasks(seeds, scale)),
+        ("faces", lambda: face_verification(t["verify"], seeds, scale)),
+        ("age", lambda: age_regression(t["RegressionHead"], t["regression_loss"],
+                                       t["bin_centers"], t["expected_value"], seeds, scale)),
+        ("counting", lambda: count_regression(t["RegressionHead"], t["regression_loss"], seeds,
+                                              scale)),
+        ("localisation", lambda: localisation(t["box_iou"], seeds, scale)),
+        ("detection", lambda: detection(t["box_iou"], t["detection_loss"], t["nms"], seeds,
+                                        scale)),
+    ]
+    for name, section in sections:
+        res[name] = section()
+        log(f"[{time.time() - start:5.1f} s] {name} done")
     res["settings"]["seconds"] = round(time.time() - start, 1)
     return res
 
 
 def format_results(res: dict) -> str:
-    """The measured numbers as a markdown table (quoted by the notebook)."""
-    a, f, c = res["age"], res["faces"], res["counting"]
+    """The measured numbers as a markdown table (quoted by the notebook): mean ± half-width of
+    the 95 % interval over the seeds."""
+    lab, f, a, c = res["labels"], res["faces"], res["age"], res["counting"]
     lo, det = res["localisation"], res["detection"]
-    d = det["after_nms"]
+    v = f["verification"]
     rows = [
-        ("objects: shape class (3)", "accuracy", f"{100 * res['objects']['accuracy']:.1f} %"),
-        ("scenes: arrangement (4)", "accuracy", f"{100 * res['scenes']['accuracy']:.1f} %"),
-        ("age: L2 regression", "MAE", f"{a['mae_l2']:.2f} years"),
-        ("age: L1 regression", "MAE", f"{a['mae_l1']:.2f} years"),
-        ("age: 12 bins + expected value", "MAE", f"{a['mae_bins']:.2f} years"),
-        ("age: 12 bins, centre of the top bin", "MAE", f"{a['mae_bins_argmax']:.2f} years"),
-        ("age: always the mean age", "MAE", f"{a['mae_predict_mean']:.2f} years"),
-        ("faces: 50 known identities", "identification accuracy",
-         f"{100 * f['identification_accuracy']:.1f} %"),
-        ("faces: unseen identities", "verification accuracy",
-         f"{100 * f['verification_accuracy']:.1f} % (AUC {f['auc']:.3f})"),
-        ("counting: direct regression", "MAE / RMSE", f"{c['mae']:.2f} / {c['rmse']:.2f}"),
-        ("counting: always the mean count", "MAE", f"{c['mae_predict_mean']:.2f}"),
-        ("localisation + class", "accuracy / mean IoU",
-         f"{100 * lo['accuracy']:.1f} % / {lo['mean_iou']:.3f}"),
-        ("detection: score > 0.3, no NMS", "precision / recall at IoU >= 0.5",
-         f"{100 * det['before_nms']['precision']:.1f} % / "
-         f"{100 * det['before_nms']['recall']:.1f} %"),
-        ("detection: score > 0.3, NMS", "precision / recall at IoU >= 0.5",
-         f"{100 * d['precision']:.1f} % / {100 * d['recall']:.1f} %"),
-        ("detection: score > 0.05, no NMS", "precision / recall at IoU >= 0.5",
-         f"{100 * det['before_nms_low']['precision']:.1f} % / "
-         f"{100 * det['before_nms_low']['recall']:.1f} %"),
-        ("detection: score > 0.05, NMS", "precision / recall at IoU >= 0.5",
-         f"{100 * det['after_nms_low']['precision']:.1f} % / "
-         f"{100 * det['after_nms_low']['recall']:.1f} %"),
+        ("objects: shape class (3)", "accuracy %", pm(lab["objects"]["accuracy"], 100, 1)),
+        ("scenes: arrangement (4)", "accuracy %", pm(lab["scenes"]["accuracy"], 100, 1)),
+        ("faces: 50 known identities (chance 2 %)", "identification accuracy %",
+         pm(f["identification_accuracy"], 100, 1)),
     ]
-    lines = ["| task | metric | result |", "|---|---|---|"]
+    for emb, name in (("trained", "trained embedding"), ("untrained", "untrained network"),
+                      ("pixels", "raw pixels")):
+        for kind, pairs_name in (("random", "random pairs"), ("hard", "hard negatives")):
+            rows.append((f"faces: unseen, {pairs_name}, {name} (chance 50 %)",
+                         "verification accuracy % / AUC",
+                         f"{pm(v[emb][kind]['accuracy'], 100, 1)} / "
+                         f"{pm(v[emb][kind]['auc'], 1, 3)}"))
+    rows += [
+        ("age: L2 regression", "MAE (years)", pm(a["mae_l2"])),
+        ("age: L1 regression", "MAE (years)", pm(a["mae_l1"])),
+        ("age: 12 bins + expected value", "MAE (years)", pm(a["mae_bins"])),
+        ("age: 12 bins, centre of the top bin", "MAE (years)", pm(a["mae_bins_argmax"])),
+        ("age: always the mean age", "MAE (years)", f"{a['mae_predict_mean']:.2f}"),
+    ]
+    for r, e in c["errors"].items():
+        rows.append((f"counting: direct regression, {r} people", "MAE / RMSE",
+                     f"{pm(e['mae'])} / {pm(e['rmse'])}"))
+    rows += [
+        ("counting: always the mean count", "MAE", f"{c['mae_predict_mean']:.2f}"),
+        ("localisation + class", "accuracy % / mean IoU",
+         f"{pm(lo['accuracy'], 100, 1)} / {pm(lo['mean_iou'], 1, 3)}"),
+    ]
+    for name, label in (("before_nms", "no NMS"), ("after_nms", "NMS at IoU 0.5"),
+                        ("after_nms_0.3", "NMS at IoU 0.3"),
+                        ("after_nms_any_class", "NMS at IoU 0.5 over all classes")):
+        if name not in det:  # results cached before this variant existed
+            continue
+        d = det[name]
+        rows.append((f"detection: score > 0.3, {label}",
+                     "detections / false positives / precision % / recall %",
+                     f"{pm(d['detections'], 1, 0)} / {pm(d['fp'], 1, 0)} / "
+                     f"{pm(d['precision'], 100, 1)} / {pm(d['recall'], 100, 1)}"))
+    lines = [f"Mean ± 95 % interval over {len(res['settings']['seeds'])} seeds.", "",
+             "| task | metric | result |", "|---|---|---|"]
     return "\n".join(lines + [f"| {t} | {m} | {r} |" for t, m, r in rows])
 
 

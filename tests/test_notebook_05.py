@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import matplotlib
 import nbformat
@@ -24,7 +25,8 @@ matplotlib.use("Agg")
 FOLDER = COURSE / "source" / "05_label_number"
 NOTEBOOK = FOLDER / "label_number.ipynb"
 SKIPPED = {"samples_fig", "faces_fig", "number_demo", "crowds_fig", "objects_fig", "multi_fig",
-           "experiment"}  # draw or explore only
+           "experiment", "verification_fig", "age_fig", "detection_fig"}  # draw or explore only
+QUESTIONS = ("verification", "age", "detection")  # after the experiment: hand-graded answers
 LAST_TEST = "test_nms"
 
 # (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
@@ -139,8 +141,25 @@ def test_every_test_passes_again_after_the_mistakes(kernel):
 
 def test_mistake_table_covers_every_exercise():
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
+    answers = {_grade_id(c) for c in nb.cells
+               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
     assert answers == {m[0] for m in MISTAKES_05}
+
+
+def test_each_measured_result_is_followed_by_a_hand_graded_question():
+    """Every experiment whose text claims a difference ends with a question: a markdown cell a
+    person grades (points, an example answer in the source, YOUR ANSWER HERE in the release)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [_grade_id(c) for c in nb.cells]
+    release = nbformat.read(COURSE / "release" / FOLDER.name / NOTEBOOK.name, as_version=4)
+    released = {_grade_id(c): c for c in release.cells}
+    for name in QUESTIONS:
+        fig, question, answer = (ids.index(f"{name}_{k}") for k in ("fig", "question", "answer"))
+        assert ids.index("experiment") < fig < question < answer == question + 1, name
+        meta = nbgrader_meta(nb.cells[answer])
+        assert nb.cells[answer].cell_type == "markdown" and meta["grade"] and meta["solution"]
+        assert meta["points"] == 1 and "example of an answer" in nb.cells[answer].source
+        assert released[f"{name}_answer"].source.strip() == "YOUR ANSWER HERE", name
 
 
 # ----------------------------------------------------------------------------- the experiment
@@ -150,14 +169,58 @@ def test_cached_results_are_complete_and_quoted_by_the_notebook():
     from sit471.label_number import format_results
 
     results = json.loads((FOLDER / "results.json").read_text())
-    assert results["settings"]["scale"] == 1.0
-    for key in ("objects", "scenes", "age", "faces", "counting", "localisation", "detection"):
+    assert results["settings"]["scale"] == 1.0 and len(results["settings"]["seeds"]) >= 3
+    for key in ("labels", "faces", "age", "counting", "localisation", "detection"):
         assert key in results, key
-    assert 0.5 < results["faces"]["verification_accuracy"] <= 1
-    assert results["age"]["mae_l1"] < results["age"]["mae_predict_mean"]
+    v = results["faces"]["verification"]
+    assert 0.5 < v["trained"]["random"]["accuracy"]["mean"] <= 1
+    # the claims of the findings: the trained embedding beats both baselines on hard pairs,
+    # and NMS removes duplicates (the detector proposes several boxes per object)
+    for baseline in ("untrained", "pixels"):
+        assert v["trained"]["hard"]["accuracy"]["mean"] > v[baseline]["hard"]["accuracy"]["mean"]
+    det = results["detection"]
+    assert det["cells_per_object"] == 4
+    assert det["after_nms"]["fp"]["mean"] < 0.5 * det["before_nms"]["fp"]["mean"]
+    assert results["age"]["mae_l1"]["mean"] < results["age"]["mae_predict_mean"]
     text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
-    for row in format_results(results).splitlines()[2:]:
+    rows = [r for r in format_results(results).splitlines() if r.startswith("| ")][1:]
+    assert len(rows) >= 20
+    for row in rows:
         assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+def test_runner_checks_its_inputs_before_training():
+    from sit471.label_number import detection, run_experiments
+    from sit471.reference.experiments import tools
+
+    answers = tools("label_number")
+    with pytest.raises(KeyError, match="verify"):
+        run_experiments({k: v for k, v in answers.items() if k != "verify"}, log=None)
+    with pytest.raises(TypeError, match="nms must be the notebook's function"):
+        run_experiments({**answers, "nms": None}, log=None)
+    with pytest.raises(ValueError, match="seeds"):
+        detection(answers["box_iou"], answers["detection_loss"], answers["nms"], seeds=())
+    with pytest.raises(ValueError, match="scale"):
+        run_experiments(answers, scale=0)
+
+
+def test_the_library_leaves_verification_to_the_student():
+    """sit471.label_number never computes verify's answer (the distance of unit-length
+    embeddings): the ROC and the accuracies come from the verify it is given."""
+    import sit471.label_number as lib
+    from sit471.label_number import THRESHOLDS, roc
+
+    source = Path(lib.__file__).read_text()
+    assert "normalize" not in source and ".norm(" not in source and "linalg" not in source
+    calls = []
+
+    def always_same(e1, e2, t):
+        calls.append(t)
+        return torch.ones(len(e1), dtype=torch.bool)
+
+    r = roc(always_same, torch.zeros(4, 2), torch.zeros(4, 2), np.array([1, 0, 1, 0], bool))
+    assert len(calls) == len(THRESHOLDS) and (r["tpr"] == 1).all() and (r["fpr"] == 1).all()
+    assert (r["accuracy"] == 0.5).all()
 
 
 # ----------------------------------------------------------------------------- the library
@@ -219,15 +282,60 @@ def test_grid_targets_decode_round_trip():
 
 def test_detection_counts_and_roc():
     from sit471.label_number import detection_counts, roc
-    from sit471.reference.label_number import box_iou
+    from sit471.reference.label_number import box_iou, verify
 
     truth = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)]
     labels = [np.array([0, 1])]
     preds = [{"boxes": torch.tensor([[0, 0, 10, 10], [1, 0, 10, 10], [20, 20, 30, 30.0]]),
               "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([0, 0, 2])}]
     assert detection_counts(preds, truth, labels, box_iou) == {"tp": 1, "fp": 2, "fn": 1}
-    r = roc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([True, True, False, False]))
-    assert r["accuracy"].max() == 1.0 and r["tpr"][-1] == 1 and r["fpr"][0] == 0
+    # with the reference verify, the ROC equals one computed from the distances directly
+    g = torch.Generator().manual_seed(0)
+    e1, e2 = torch.randn(60, 5, generator=g), torch.randn(60, 5, generator=g)
+    same = np.arange(60) % 2 == 0
+    e2[same] = e1[same] + 0.3 * torch.randn(30, 5, generator=g)
+    r = roc(verify, e1, e2, same)
+    u = lambda e: e.numpy() / np.linalg.norm(e.numpy(), axis=1, keepdims=True)  # noqa: E731
+    dist = np.linalg.norm(u(e1) - u(e2), axis=1)
+    for k in (0, 100, 200, 300):
+        t = r["thresholds"][k]
+        assert r["tpr"][k] == (dist[same] <= t).mean() and r["fpr"][k] == (dist[~same] <= t).mean()
+    assert r["accuracy"].max() > 0.9 and r["tpr"][-1] == 1 and r["fpr"][0] == 0
+
+
+def test_hard_negative_pairs_share_pose_and_lighting():
+    from sit471.label_number import faces, pairs
+
+    f = faces(20, 8, seed=3)
+    alike = np.stack([f["pose"], f["light"]], 1)
+    i, j, same = pairs(f["identity"], 50, seed=1, alike=alike)
+    assert same.sum() == 50 and (~same).sum() == 50
+    assert (f["identity"][i] == f["identity"][j]).tolist() == same.tolist()
+    assert (np.abs(alike[i[~same]] - alike[j[~same]]) < 0.2).all()
+    i0, j0, s0 = pairs(f["identity"], 50, seed=1)  # random pairs: their poses differ widely
+    assert np.abs(alike[i0[~s0]] - alike[j0[~s0]]).max() > 0.5
+
+
+def test_several_responsible_cells_give_duplicates_that_nms_removes():
+    from sit471.label_number import decode_grid, grid_targets, multi_objects
+    from sit471.reference.label_number import nms
+
+    m = multi_objects(30, seed=5)
+    one = grid_targets(m["boxes"], m["labels"])
+    four = grid_targets(m["boxes"], m["labels"], cells_per_object=4)
+    n_objects = sum(len(b) for b in m["boxes"])
+    assert one["obj"].sum() == n_objects < four["obj"].sum() <= 4 * n_objects
+    assert (four["obj"] >= one["obj"]).all()  # the centre's own cell stays responsible
+    pred = torch.full((30, 4, 4, 8), -20.0)
+    pred[..., 0] = torch.where(four["obj"] > 0, 20.0, -20.0)
+    pred[..., 1:5] = four["boxes"]
+    pred[..., 5:] = torch.nn.functional.one_hot(four["labels"], 3) * 40 - 20
+    raw = decode_grid(pred)
+    assert sum(len(d["boxes"]) for d in raw) == int(four["obj"].sum())
+    kept = [nms(d["boxes"], d["scores"], 0.5, d["labels"]) for d in raw]
+    assert sum(len(k) for k in kept) == n_objects  # one box per object after NMS
+    with pytest.raises(ValueError, match="cells_per_object"):
+        grid_targets(m["boxes"], m["labels"], cells_per_object=2)
 
 
 def test_fit_trains_and_restores_threads():

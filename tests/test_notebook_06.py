@@ -24,7 +24,8 @@ matplotlib.use("Agg")
 FOLDER = COURSE / "source" / "06_dense"
 NOTEBOOK = FOLDER / "dense.ipynb"
 SKIPPED = {"shapes_fig", "upsample_fig", "parsing_fig", "depth_fig", "density_fig",
-           "experiment"}  # draw or explore only
+           "experiment", "parsing_fig_results", "crowds_fig_results"}  # draw or explore only
+QUESTIONS = ("shapes", "parsing", "depth", "crowds")  # after the experiment: hand-graded
 LAST_TEST = "test_density_map"
 
 # (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
@@ -143,8 +144,29 @@ def test_every_test_passes_again_after_the_mistakes(kernel):
 def test_mistake_table_covers_every_exercise():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     answers = {nbgrader_meta(c).get("grade_id") for c in nb.cells
-               if nbgrader_meta(c).get("solution")}
+               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
     assert answers == {m[0] for m in MISTAKES_06}
+
+
+def test_each_measured_result_is_followed_by_a_hand_graded_question():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [nbgrader_meta(c).get("grade_id", "") for c in nb.cells]
+    release = nbformat.read(COURSE / "release" / FOLDER.name / NOTEBOOK.name, as_version=4)
+    released = {nbgrader_meta(c).get("grade_id", ""): c for c in release.cells}
+    for name in QUESTIONS:
+        question, answer = ids.index(f"{name}_question"), ids.index(f"{name}_answer")
+        assert ids.index("experiment") < question < answer == question + 1, name
+        meta = nbgrader_meta(nb.cells[answer])
+        assert nb.cells[answer].cell_type == "markdown" and meta["grade"] and meta["solution"]
+        assert meta["points"] == 1 and "example of an answer" in nb.cells[answer].source
+        assert released[f"{name}_answer"].source.strip() == "YOUR ANSWER HERE", name
+
+
+def test_the_prose_leaves_the_counting_trick_to_the_student():
+    """The confusion matrix's exercise gives a hint, not the code (issue 20)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "bincount" not in prose and "target * num_classes" not in prose
 
 
 # ----------------------------------------------------------------------------- the experiment
@@ -154,40 +176,53 @@ def test_cached_results_are_complete_and_quoted_by_the_notebook():
     from sit471.dense import format_results
 
     results = json.loads((FOLDER / "results.json").read_text())
-    assert results["settings"]["scale"] == 1.0
+    assert results["settings"]["scale"] == 1.0 and len(results["settings"]["seeds"]) >= 3
     for key in ("shapes", "parsing", "depth", "crowds"):
         assert key in results, key
-    # the comparisons the notebook's text is about
-    assert results["parsing"]["fcn_ppm"]["mean_iou"] > results["parsing"]["fcn"]["mean_iou"]
-    assert (results["shapes"]["bilinear_init"]["mean_iou"]
-            > results["shapes"]["random_init"]["mean_iou"])
-    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
-    table = format_results(results)
-    assert table  # the notebook shows it from the JSON; its findings quote the numbers
     p = results["parsing"]
-    for value in (p["fcn"]["mean_iou"], p["fcn_ppm"]["mean_iou"]):
-        assert f"{value:.3f}" in text, f"the notebook does not quote the mean IoU {value:.3f}"
-    c = results["crowds"]["all"]
-    for value in (c["density_map"]["mae"], c["regression"]["mae"]):
-        assert f"{value:.2f}" in text, f"the notebook does not quote the count MAE {value:.2f}"
+    assert set(p["models"]) == {"fcn", "ppm", "global_only", "local_only"}
+    assert p["parameters"]["ppm"] == p["parameters"]["local_only"] == p["parameters"][
+        "global_only"] > p["parameters"]["fcn"]
+    assert p["ppm"]["mean_iou"]["mean"] > p["local_only"]["mean_iou"]["mean"]
+    assert (results["shapes"]["bilinear_init"]["mean_iou"]["mean"]
+            > results["shapes"]["random_init"]["mean_iou"]["mean"])
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
+    rows = [r for r in format_results(results).splitlines() if r.startswith("| ")][1:]
+    assert len(rows) >= 20
+    for row in rows:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+def test_05_and_06_quote_one_direct_regression_baseline():
+    """06's count regressor is 05's experiment: the same function, data, loss and budget, so the
+    same numbers in both cached results."""
+    r05 = json.loads((COURSE / "source" / "05_label_number" / "results.json").read_text())
+    r06 = json.loads((FOLDER / "results.json").read_text())
+    assert r06["crowds"]["regression"] == r05["counting"]["errors"]
+    assert r06["settings"]["seeds"] == r05["settings"]["seeds"]
+    assert r06["crowds"]["train"] == r05["counting"]["train"]
+    assert r06["crowds"]["epochs"] == r05["counting"]["epochs"]
 
 
 def test_experiment_runs_at_a_small_scale():
     import sit471.reference.dense as ref
     from sit471.dense import format_results, run_experiments
+    from sit471.reference.label_number import RegressionHead, regression_loss
 
     tools = {name: getattr(ref, name) for name in (
         "confusion_matrix", "iou_from_confusion", "pixel_accuracy", "bilinear_kernel",
         "PyramidPooling", "scale_invariant_loss", "depth_metrics", "density_map")}
-    res = run_experiments(tools, log=lambda s: None, scale=0.011)
-    assert len(format_results(res).splitlines()) == 13  # no head given: no count regressor
-    from sit471.reference.label_number import RegressionHead
-
-    res = run_experiments({**tools, "RegressionHead": RegressionHead}, log=lambda s: None,
-                          scale=0.011)
-    assert len(format_results(res).splitlines()) == 16
-    assert "crowds all: regression" in format_results(res)
+    res = run_experiments(tools, log=lambda s: None, scale=0.011, seeds=(0,))
+    assert "direct regression" not in format_results(res)  # no head given: no count regressor
+    res = run_experiments({**tools, "RegressionHead": RegressionHead,
+                           "regression_loss": regression_loss}, log=lambda s: None,
+                          scale=0.011, seeds=(0,))
+    assert format_results(res).count("direct regression (05)") == 4
     json.dumps(res)
+    with pytest.raises(KeyError, match="PyramidPooling"):
+        run_experiments({k: v for k, v in tools.items() if k != "PyramidPooling"})
+    with pytest.raises(TypeError, match="density_map must be"):
+        run_experiments({**tools, "density_map": 3})
 
 
 # ----------------------------------------------------------------------------- the library
@@ -236,3 +271,27 @@ def test_fcn_shapes_bilinear_init_and_context():
     with torch.no_grad():
         torch.testing.assert_close(net(x)[..., 20:, 20:], net(y)[..., 20:, 20:])
         assert not torch.allclose(ppm(x)[..., 20:, 20:], ppm(y)[..., 20:, 20:])
+
+
+def test_parsing_controls_match_the_pyramid_in_parameters_not_in_context():
+    """local_only (bins 8 on 8 x 8 features) has the pyramid's parameters and sees no farther
+    than the plain FCN; global_only has them too and sees the whole image."""
+    from sit471.dense import _PARSING_BINS, FCN, decode_labels, encode_labels, n_parameters
+    from sit471.reference.dense import PyramidPooling
+
+    x = torch.rand(2, 1, 32, 32)
+    y = x.clone()
+    y[:, :, :3] = 1.0
+    nets = {}
+    for name, bins in _PARSING_BINS.items():
+        torch.manual_seed(0)
+        nets[name] = FCN(4, context=PyramidPooling(32, bins), context_channels=64)
+    assert len({n_parameters(n) for n in nets.values()}) == 1
+    assert n_parameters(nets["ppm"]) > n_parameters(FCN(4))
+    with torch.no_grad():
+        torch.testing.assert_close(nets["local_only"](x)[..., 20:, 20:],
+                                   nets["local_only"](y)[..., 20:, 20:])
+        for name in ("ppm", "global_only"):
+            assert not torch.allclose(nets[name](x)[..., 20:, 20:], nets[name](y)[..., 20:, 20:])
+    labels = np.random.default_rng(0).integers(0, 4, (32, 32))
+    assert np.array_equal(decode_labels(encode_labels(labels)), labels)

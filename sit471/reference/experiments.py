@@ -50,9 +50,10 @@ def tools(topic: str) -> dict[str, Callable]:
     ref = importlib.import_module(f"sit471.reference.{module}")
     out = {name: getattr(ref, name) for name in names}
     if topic == "dense":  # 06 compares density maps with 05's direct count regression
-        from sit471.reference.label_number import RegressionHead
+        from sit471.reference.label_number import RegressionHead, regression_loss
 
         out["RegressionHead"] = RegressionHead
+        out["regression_loss"] = regression_loss
     if topic == "multi":  # 07 widens a first convolution with assignment 04's answer
         from sit471.reference.transfer import adapt_in_channels
 
