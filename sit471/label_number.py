@@ -15,7 +15,7 @@ Models: :func:`backbone` (three conv-ReLU-pool blocks, 32x32 -> 64 maps of 4x4) 
 Experiments, one function per section of the notebook, each over several seeds and taking the
 notebook's answers it needs as arguments: :func:`label_tasks`, :func:`face_verification`,
 :func:`age_regression`, :func:`count_regression` (also assignment 06's baseline),
-:func:`localisation`, :func:`detection`; :func:`run_experiments` runs them all (about 15
+:func:`localisation`, :func:`detection`; :func:`run_experiments` runs them all (about 20
 minutes on one CPU thread). The staff make the notebook's ``results.json`` with the reference
 answers, from the repository: ``python -m sit471.reference.experiments label_number``.
 """
@@ -784,8 +784,8 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     tools: RegressionHead, regression_loss, bin_centers, expected_value, box_iou,
     detection_loss, nms, verify (the notebook's answers; nothing else is imported). seeds:
     SEEDS by default (the first two when scale < 1). scale < 1 shrinks the data and epochs
-    (quick tests). About 15 minutes on one CPU thread of a shared machine (878 s measured for
-    the cached results). Returns a JSON-able dict.
+    (quick tests). About 20 minutes on one CPU thread of a shared machine (1,290 s measured
+    for the cached results). Returns a JSON-able dict.
     """
     names = ("RegressionHead", "regression_loss", "bin_centers", "expected_value", "box_iou",
              "detection_loss", "nms", "verify")
