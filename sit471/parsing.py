@@ -1,7 +1,7 @@
-"""Data and small networks for assignment 09 (no exercise answers in here): two heads on one
-backbone, parts of objects, network dissection and locally connected layers. The volumes are
-in :mod:`sit471.volumes`; :func:`run_experiments` (in :mod:`sit471.parsing_runs`) trains every
-model of the notebook with the functions it is given.
+"""Assignment 09's library (no exercise answers in here): data and networks for two heads on
+one backbone and for parts of objects, the runner of all five experiments, and the tables and
+figures of their results. The volumes are in :mod:`sit471.volumes`, the dissected network and
+the face networks in :mod:`sit471.units`.
 
 Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing downloads:
 
@@ -10,10 +10,12 @@ Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing do
     part_scenes(n, seed)          one object per image, a square "robot" or a round "owl" of the
                                   same grey, with a bright spot in its centre: the robot's lamp
                                   or the owl's eye. Object labels and part labels (two levels)
-    concept_scenes(n, seed)       2..5 small shapes (disc, square, cross, ring) on a plain or a
-                                  striped background, with one mask per concept (dissection)
-    face_sets(...)                assignment 05's drawn faces, frontal ("aligned") or shifted
-                                  by up to 4 pixels ("misaligned")
+
+Models: :class:`TwoHeads` (pixel head and scene head on one backbone) and :class:`PartNet`
+(part head and object head; local patch or context). :func:`run_experiments` trains every model
+of the notebook with the functions it is given (the notebook's answers) and returns measured
+results; the staff make the notebook's ``results.json`` with the reference answers, from the
+repository: ``python -m sit471.reference.experiments parsing``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ IGNORE = 255
 OBJECTS = ("background", "robot", "owl")
 PARTS = ("background", "robot body", "lamp", "owl body", "eye")
 PART_TO_OBJECT = np.array([0, 1, 1, 2, 2])
-CONCEPTS = ("disc", "square", "cross", "ring", "stripes")
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
 
