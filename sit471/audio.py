@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sit471.trainer import fit_indices
+
 SR = 22050
 N_FFT = 1024
 HOP = 220  # 22050 / 220 = 100.2 frames per second
@@ -215,24 +217,17 @@ def _train_beat_cnn(clips: Sequence[dict], features: Features, epochs: int, seed
     model.std.fill_(float(x.std()))
     pos_weight = (len(y) - y.sum()) / y.sum()
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(y), generator=gen)
-        total = 0.0
-        for start in range(0, len(y), 256):
-            idx = order[start:start + 256]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+    sizes = [min(256, len(y) - s) for s in range(0, len(y), 256)]
+
+    def report(epoch: int, losses: list[float]) -> None:
         if verbose:
+            total = sum(value * size for value, size in zip(losses, sizes, strict=True))
             print(f"epoch {epoch + 1}/{epochs}: loss {total / len(y):.4f} "
                   f"(positives {100 * float(y.mean()):.1f} % of the frames, weighted "
                   f"{float(pos_weight):.1f}x)")
-    model.eval()
+
+    fit_indices(model, lambda m, idx: loss_fn(m(x[idx]), y[idx]), len(y), epochs=epochs,
+                batch_size=256, lr=2e-3, seed=seed, threads=None, on_epoch=report)
     return model
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sit471.trainer import fit_indices
 from sit471.transfer import mean_ci
 
 SIZE = 32
@@ -365,26 +366,10 @@ def fit(model: nn.Module, batch_loss: Callable[[nn.Module, torch.Tensor], torch.
         seed: int = 0) -> list[float]:
     """Adam on ``batch_loss(model, idx)`` (idx: the indices of one mini-batch of the n training
     examples), ``epochs`` seeded passes over the data; returns each step's loss. One CPU
-    thread (faster than several for networks this small)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        losses = []
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            for s in range(0, n, batch_size):
-                loss = batch_loss(model, order[s:s + batch_size])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.item()))
-        model.eval()
-        return losses
-    finally:
-        torch.set_num_threads(threads)
+    thread (faster than several for networks this small). The course's one small loop,
+    :func:`sit471.trainer.fit_indices`, with this module's defaults."""
+    return fit_indices(model, batch_loss, n, epochs=epochs, batch_size=batch_size, lr=lr,
+                       seed=seed)
 
 
 @torch.no_grad()

@@ -307,3 +307,53 @@ def _log_epoch(writers: dict[str, Any], history: History, epoch: int) -> None:
         writers["validation"].add_scalar("epoch_loss", history.val_loss[-1], epoch)
         if history.val_accuracy:
             writers["validation"].add_scalar("epoch_accuracy", history.val_accuracy[-1], epoch)
+
+
+def fit_indices(
+    model: nn.Module,
+    batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    n: int,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int | None = 1,
+    on_epoch: Callable[[int, list[float]], None] | None = None,
+) -> list[float]:
+    """The small loop behind the experiments of assignments 05-09: Adam on
+    ``batch_loss(model, idx)``, where idx: (B,) are the indices of one mini-batch of the n
+    training examples, for ``epochs`` passes in a seeded random order. Returns each step's loss.
+
+    :func:`fit` is the loop the course teaches (any data set, TensorBoard, a History); this one
+    leaves the data to ``batch_loss``, so one loop serves images, dicts of targets, clips and
+    volumes alike. ``threads``: torch threads while training (one is faster than several for
+    networks this small; None leaves the setting alone), restored afterwards. ``on_epoch``:
+    called with the epoch number and that epoch's step losses.
+    """
+    if epochs < 0 or batch_size < 1 or n < 1:
+        raise ValueError(f"need epochs >= 0, batch_size >= 1 and n >= 1, got {epochs}, "
+                         f"{batch_size}, {n}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        losses: list[float] = []
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            first = len(losses)
+            for s in range(0, n, batch_size):
+                loss = batch_loss(model, order[s:s + batch_size])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.item()))
+            if on_epoch is not None:
+                on_epoch(epoch, losses[first:])
+        model.eval()
+        return losses
+    finally:
+        torch.set_num_threads(previous)

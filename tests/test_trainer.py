@@ -288,3 +288,40 @@ def test_load_mnist_or_digits_reads_idx_files(tmp_path):
         load_mnist_or_digits(tmp_path, val_size=20)
     with pytest.raises(FileNotFoundError, match="Nothing is downloaded"):
         load_mnist_or_digits(tmp_path / "missing")
+
+
+def test_fit_indices_is_seeded_adam_over_shuffled_index_batches():
+    """The experiments' one small loop: the same steps as Adam written out by hand, the caller's
+    thread count restored, on_epoch sees each epoch's step losses."""
+    from sit471.trainer import fit_indices
+
+    x, y = torch.randn(50, 3), torch.randn(50)
+
+    def make():
+        torch.manual_seed(1)
+        return torch.nn.Linear(3, 1)
+
+    def batch_loss(model, idx):
+        return ((model(x[idx]).squeeze(1) - y[idx]) ** 2).mean()
+
+    model, seen = make(), []
+    torch.set_num_threads(2)
+    losses = fit_indices(model, batch_loss, 50, epochs=3, batch_size=16, lr=0.01, seed=4,
+                         on_epoch=lambda epoch, ls: seen.append((epoch, len(ls))))
+    assert torch.get_num_threads() == 2
+    assert seen == [(0, 4), (1, 4), (2, 4)] and len(losses) == 12
+
+    by_hand, expected = make(), []
+    opt, gen = torch.optim.Adam(by_hand.parameters(), lr=0.01), torch.Generator().manual_seed(4)
+    for _ in range(3):
+        order = torch.randperm(50, generator=gen)
+        for s in range(0, 50, 16):
+            loss = batch_loss(by_hand, order[s:s + 16])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            expected.append(float(loss))
+    assert losses == expected
+    assert torch.equal(model.weight, by_hand.weight)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        fit_indices(model, batch_loss, 50, batch_size=0)
