@@ -74,10 +74,15 @@ def _start_cluster(tmp: Path, workers: int) -> tuple[str, list[subprocess.Popen]
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM, then SIGKILL for what is still running 20 s later (each a process group)."""
     for proc in procs:
         os.killpg(proc.pid, signal.SIGTERM)
     for proc in procs:
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _grade(subs: Path, out: Path, *flags: str) -> tuple[float, float]:
