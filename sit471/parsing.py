@@ -220,7 +220,7 @@ def _two_heads(tools: dict, scale: float, epochs: int, seeds) -> dict:
                     return F.cross_entropy(scene, kt[i])
                 return tools["joint_loss"](pix, yt[i], scene, kt[i], weight)
 
-            fit(model, batch_loss, len(xt), epochs=epochs, lr=5e-3, seed=seed)
+            fit(model, batch_loss, len(xt), epochs=epochs, lr=2e-3, seed=seed)
             pix, scene = predict(model, test["x"])
             pred = pix.argmax(1).numpy()
             stripes = np.isin(test["labels"], (1, 2))
@@ -394,7 +394,7 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
 
     res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
                               "optimizer": "Adam, one CPU thread"}, "figures": {}}
-    steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(15), seeds)),
+    steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(30), seeds)),
              ("parts", lambda: _parts(tools, scale, epochs(40), seeds)),
              ("volumes", lambda: _volumes(tools, scale, epochs(16), seeds)),
              ("dissection", lambda: _dissection(tools, scale, epochs(20), seeds)),
