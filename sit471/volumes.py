@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sit471.trainer import fit_indices
+
 SIZE = 32
 _ZZ, _YY, _XX = np.mgrid[0:SIZE, 0:SIZE, 0:SIZE].astype(np.float32) + 0.5
 
@@ -121,29 +123,12 @@ def n_parameters(model: nn.Module) -> int:
 
 def train_volume_net(model: nn.Module, data: dict, loss: Callable, epochs: int = 12,
                      batch_size: int = 4, lr: float = 1e-2, seed: int = 0) -> list[float]:
-    """Adam on loss(logits, target) over the volumes in data; seeded; one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.as_tensor(data["x"])
-        t = torch.as_tensor(data["target"][:, None]).float()
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        losses = []
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=gen)
-            for s in range(0, len(x), batch_size):
-                idx = order[s:s + batch_size]
-                value = loss(model(x[idx]), t[idx])
-                opt.zero_grad()
-                value.backward()
-                opt.step()
-                losses.append(float(value.item()))
-        model.eval()
-        return losses
-    finally:
-        torch.set_num_threads(threads)
+    """Adam on loss(logits, target) over the volumes in data; seeded; one CPU thread (the
+    course's one small loop, :func:`sit471.trainer.fit_indices`)."""
+    x = torch.as_tensor(data["x"])
+    t = torch.as_tensor(data["target"][:, None]).float()
+    return fit_indices(model, lambda m, idx: loss(m(x[idx]), t[idx]), len(x), epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed)
 
 
 @torch.no_grad()
