@@ -208,3 +208,64 @@ def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path)
             yield kernel
 
     return manager()
+
+
+def mistake_tests(notebook: Path, mistakes: list[tuple], grader_only: list[tuple] = (),
+                  grader_alone: bool = True) -> dict[str, Callable]:
+    """The common-mistake tests of one assignment, from its table: one set of tests for every
+    notebook. In a test module::
+
+        globals().update(mistake_tests(NOTEBOOK, MISTAKES_08, GRADER_ONLY_08))
+
+    They use the module's ``kernel`` fixture (a :class:`MistakeKernel`). ``mistakes``: every
+    (answer id, correct text, mistaken text, test id, message regex) that the test cell must
+    catch with that message; ``grader_only``: those of them the visible tests let through
+    (the grader's verdict catches them); ``grader_alone``: also check that the hidden half
+    alone fails on every mistake (a kernel that skips the visible tests gains nothing).
+    """
+    ids = [f"{m[0]}-{i}" for i, m in enumerate(mistakes)]
+    tests: dict[str, Callable] = {}
+
+    @pytest.mark.parametrize("mistake", mistakes, ids=ids)
+    def test_catches_common_mistakes(kernel, mistake):
+        print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
+
+    tests["test_catches_common_mistakes"] = test_catches_common_mistakes
+
+    if grader_only:
+        @pytest.mark.parametrize("mistake", grader_only, ids=[m[0] for m in grader_only])
+        def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
+            """The visible tests alone let these through; the grader's verdict catches them."""
+            assert not kernel.run_with_mistake(mistake, kernel.half(mistake[3], "visible"),
+                                               None), (
+                f"the visible tests of {mistake[3]} catch this mistake already")
+            assert kernel.check_mistake(mistake).startswith("GraderVerdict: ")
+
+        tests["test_grader_only_mistakes_pass_the_visible_tests"] = (
+            test_grader_only_mistakes_pass_the_visible_tests)
+
+    if grader_alone:
+        @pytest.mark.parametrize("mistake", mistakes, ids=ids)
+        def test_the_grader_alone_catches_every_mistake(kernel, mistake):
+            found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"),
+                                            mistake[3])
+            assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
+            print(f"{mistake[0]} with {mistake[2]!r} -> {found[0]}")
+
+        tests["test_the_grader_alone_catches_every_mistake"] = (
+            test_the_grader_alone_catches_every_mistake)
+
+    def test_every_test_passes_again_after_the_mistakes(kernel):
+        for test_id in sorted({m[3] for m in mistakes}):
+            assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
+
+    def test_mistake_table_covers_every_exercise():
+        nb = nbformat.read(notebook, as_version=4)
+        answers = {nbgrader_meta(c).get("grade_id") for c in nb.cells
+                   if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
+        assert answers == {m[0] for m in mistakes}
+
+    tests["test_every_test_passes_again_after_the_mistakes"] = (
+        test_every_test_passes_again_after_the_mistakes)
+    tests["test_mistake_table_covers_every_exercise"] = test_mistake_table_covers_every_exercise
+    return tests

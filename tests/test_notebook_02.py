@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 
 from autograde.demo import build_submission
 from autograde.release import release
@@ -128,43 +128,8 @@ def kernel(timed_kernel) -> MistakeKernel:
     return timed_kernel[0]
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_02, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_02)]
-)
-def test_assignment_02_catches_common_mistakes(kernel, mistake):
-    found = kernel.check_mistake(mistake)
-    print(f"{mistake[0]} with {mistake[2]!r} -> {found}")
-    assert found.startswith(("AssertionError", "GraderVerdict")), found
-
-
-@pytest.mark.parametrize("mistake", GRADER_ONLY_02, ids=[m[0] for m in GRADER_ONLY_02])
-def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
-    """The visible tests alone let these through; the grader's verdict is what catches them."""
-    assert not kernel.run_with_mistake(mistake, kernel.half(mistake[3], "visible"), None), (
-        f"the visible tests of {mistake[3]} catch this mistake already")
-    found = kernel.check_mistake(mistake)
-    assert found.startswith("GraderVerdict: ") and len(found) < 400, found
-
-
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_02, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_02)]
-)
-def test_the_grader_alone_catches_every_mistake(kernel, mistake):
-    """A kernel that skips the visible tests gains nothing: the hidden half fails by itself."""
-    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
-    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_02}):
-        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(SOURCE, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells
-               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
-    assert answers == {m[0] for m in MISTAKES_02}
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(SOURCE, MISTAKES_02, GRADER_ONLY_02))
 
 
 def test_notebook_02_runs_within_its_budget_when_graded(timed_kernel):

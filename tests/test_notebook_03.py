@@ -15,7 +15,7 @@ import matplotlib
 import nbformat
 import numpy as np
 import pytest
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 from test_layers_reference import Case, torch_mismatches
 
 from autograde.hidden.cnn_layers import CONV_BACKWARD, CONV_FAST, CONV_NAIVE, POOL, SOFTMAX
@@ -304,16 +304,8 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_03, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_03)]
-)
-def test_assignment_03_catches_common_mistakes(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_03}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_03, grader_alone=False))
 
 
 # ------------------------------------------------------------------- one mistake, one exercise
@@ -366,12 +358,6 @@ def test_training_is_not_graded_and_skipped_while_grading():
     assert not nbgrader_meta(cell)["grade"] and nbgrader_meta(cell)["locked"]
     assert cell.source.startswith("if GRADING:")
     assert "train_sgd(cnn_loss" in cell.source
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
-    assert answers == {m[0] for m in MISTAKES_03}
 
 
 # ----------------------------------------------------------------------------- the grader's half
@@ -567,7 +553,6 @@ def test_directional_derivatives_agree_with_torch_autograd_and_catch_wrong_gradi
     with pytest.raises(ZeroDivisionError):
         check_directional_derivatives(right, failing, a, "g")
     assert np.array_equal(a, before), "a must be restored when f raises"
-
 
 
 def test_receptive_fields_follow_the_recurrence():

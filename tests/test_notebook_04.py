@@ -15,7 +15,14 @@ import matplotlib
 import nbformat
 import numpy as np
 import pytest
-from conftest import COURSE, MistakeKernel, hidden_cases, mistake_kernel, nbgrader_meta
+from conftest import (
+    COURSE,
+    MistakeKernel,
+    hidden_cases,
+    mistake_kernel,
+    mistake_tests,
+    nbgrader_meta,
+)
 
 matplotlib.use("Agg")
 
@@ -233,27 +240,8 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_04, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_04)]
-)
-def test_assignment_04_catches_common_mistakes(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_04}):
-        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
-
-
-@pytest.mark.parametrize("mistake", GRADER_ONLY_04, ids=[m[0] for m in GRADER_ONLY_04])
-def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
-    grade_id, old, new, test_id, _ = mistake
-    answer = kernel.cells[grade_id].source
-    assert not kernel.run(answer.replace(old, new))
-    try:
-        assert not kernel.run(kernel.cells[test_id].source), "the visible tests caught it"
-    finally:
-        assert not kernel.run(answer)
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_04, GRADER_ONLY_04, grader_alone=False))
 
 
 def test_every_test_passes_on_other_grading_runs(kernel):
@@ -279,13 +267,6 @@ def test_hidden_inputs_differ_between_runs():
     assert not np.array_equal(a["test_adapt_in_channels"][0]["w"],
                               b["test_adapt_in_channels"][0]["w"])
     assert a["test_approach1"][0]["seed"] != b["test_approach1"][0]["seed"]
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells
-               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
-    assert answers == {m[0] for m in MISTAKES_04}
 
 
 def test_prediction_is_a_manually_graded_markdown_cell_before_the_quick_run():

@@ -18,7 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 
 matplotlib.use("Agg")
 
@@ -111,39 +111,8 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
-)
-def test_assignment_05_catches_common_mistakes(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_05, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_05)]
-)
-def test_the_grader_alone_catches_every_mistake(kernel, mistake):
-    """A kernel that skips its visible tests gains nothing: the hidden half alone (the probe
-    and the grader's verdict) fails on every listed mistake."""
-    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
-    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
-    print(f"{mistake[0]} with {mistake[2]!r} -> {found[0]}")
-
-
-@pytest.mark.parametrize("mistake", GRADER_ONLY, ids=[m[0] for m in GRADER_ONLY])
-def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
-    assert not kernel.run_with_mistake(mistake, kernel.half(mistake[3], "visible"), None), mistake
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_05}):
-        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells
-               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
-    assert answers == {m[0] for m in MISTAKES_05}
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_05, GRADER_ONLY))
 
 
 def test_each_measured_result_is_followed_by_a_hand_graded_question():

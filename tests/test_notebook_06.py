@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 
 matplotlib.use("Agg")
 
@@ -121,31 +121,9 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_06, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_06)]
-)
-def test_assignment_06_catches_common_mistakes(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_06_GRADER,
-    ids=[f"{m[0]}-grader-{i}" for i, m in enumerate(MISTAKES_06_GRADER)],
-)
-def test_assignment_06_grader_catches_what_visible_tests_miss(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_06 + MISTAKES_06_GRADER}):
-        assert not kernel.run(kernel.cells[test_id].source, test_id), test_id
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {nbgrader_meta(c).get("grade_id") for c in nb.cells
-               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
-    assert answers == {m[0] for m in MISTAKES_06}
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_06 + MISTAKES_06_GRADER, MISTAKES_06_GRADER,
+                               grader_alone=False))
 
 
 def test_each_measured_result_is_followed_by_a_hand_graded_question():

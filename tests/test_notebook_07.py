@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 
 matplotlib.use("Agg")
 
@@ -110,23 +110,8 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_07, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_07)]
-)
-def test_assignment_07_catches_common_mistakes(kernel, mistake):
-    print(kernel.check_mistake(mistake))
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_07}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {nbgrader_meta(c).get("grade_id") for c in nb.cells
-               if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
-    assert answers == {m[0] for m in MISTAKES_07}
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_07, grader_alone=False))
 
 
 # ----------------------------------------------------------------------------- the experiment

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from conftest import COURSE, MistakeKernel, mistake_kernel, nbgrader_meta
+from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
 
 FOLDER = COURSE / "source" / "09_parsing"
 NOTEBOOK = FOLDER / "parsing.ipynb"
@@ -117,38 +117,8 @@ def kernel(tmp_path_factory) -> Iterator[MistakeKernel]:
         yield k
 
 
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_09, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_09)]
-)
-def test_assignment_09_catches_common_mistakes(kernel, mistake):
-    print(f"{mistake[0]} with {mistake[2]!r} -> {kernel.check_mistake(mistake)}")
-
-
-@pytest.mark.parametrize("mistake", GRADER_ONLY_09, ids=[m[0] for m in GRADER_ONLY_09])
-def test_grader_only_mistakes_pass_the_visible_tests(kernel, mistake):
-    """The visible tests alone let these through; the grader's verdict is what catches them."""
-    assert kernel.check_mistake(mistake).startswith("GraderVerdict: ")
-
-
-@pytest.mark.parametrize(
-    "mistake", MISTAKES_09, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES_09)]
-)
-def test_the_grader_alone_catches_every_mistake(kernel, mistake):
-    """A kernel that skips the visible tests gains nothing: the hidden half fails by itself."""
-    found = kernel.run_with_mistake(mistake, kernel.half(mistake[3], "hidden"), mistake[3])
-    assert found and found[0].startswith("GraderVerdict: "), (mistake, found)
-    print(f"{mistake[0]} with {mistake[2]!r} -> {found[0]}")
-
-
-def test_every_test_passes_again_after_the_mistakes(kernel):
-    for test_id in sorted({m[3] for m in MISTAKES_09}):
-        assert not kernel.run(kernel.cells[test_id].source), test_id
-
-
-def test_mistake_table_covers_every_exercise():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {_grade_id(c) for c in nb.cells if nbgrader_meta(c).get("solution")}
-    assert answers == {m[0] for m in MISTAKES_09}
+# the common-mistake tests, the same for every assignment (conftest.mistake_tests)
+globals().update(mistake_tests(NOTEBOOK, MISTAKES_09, GRADER_ONLY_09))
 
 
 # ----------------------------------------------------------------------------- the experiment
