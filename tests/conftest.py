@@ -52,16 +52,17 @@ def hidden_cases(assignment: str, folder: Path, seed: int = 12345):
 
 def execute(
     nb: nbformat.NotebookNode, cwd: Path, grading: bool = True, allow_errors: bool = False,
-    judge_as: str | None = None,
+    judge_as: str | None = None, timeout: int = 60,
 ) -> nbformat.NotebookNode:
-    """Run a notebook top to bottom in a fresh kernel, as nbgrader does (in place).
+    """Run a notebook top to bottom in a fresh kernel, as nbgrader does (in place); a cell
+    running longer than ``timeout`` seconds fails.
 
     With ``judge_as`` (an assignment name) the grader's inputs are given to the kernel and
     the grader's verdicts written into the test cells afterwards, as in autograding."""
     tests, cases, path = hidden_cases(judge_as, cwd) if judge_as else (None, {}, None)
     client = NotebookClient(
         nb,
-        timeout=60,
+        timeout=timeout,
         kernel_name="python3",
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},

@@ -97,7 +97,9 @@ def _copy_folder(path, tmp_path):
 @pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=_ids(SOURCE_NOTEBOOKS))
 def test_source_notebook_runs_and_passes_every_test(path, tmp_path):
     path = _copy_folder(path, tmp_path)
-    nb = execute(nbformat.read(path, as_version=4), path.parent, grading=False)
+    # as a student runs it: explorations included (04's quick sweep takes about 30 s alone,
+    # and twice that beside another test worker), so a cell may take up to 5 minutes here
+    nb = execute(nbformat.read(path, as_version=4), path.parent, grading=False, timeout=300)
     for cell in nb.cells:
         assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
 
