@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import COURSE, REPO, shared
 from test_grading import _grade_batch
+from test_postgres import SECRET, use_secret
 
 from autograde.demo import write_submissions
 from autograde.grade import grade
@@ -86,8 +87,9 @@ def _grades(out: Path) -> str:
 def test_the_cluster_grades_as_the_local_pool_does(cluster, tmp_path_factory, tmp_path):
     _, local_out, subs = shared(tmp_path_factory, "grading_01", _grade_batch)
     out = tmp_path / "out"
+    use_secret(out, like=local_out)
     report = grade(COURSE, NAME, subs, out, progress=False, cluster=cluster.address)
-    for export in ("grades.csv", "points.csv"):
+    for export in ("grades.csv", "points.csv", f"report-{NAME}.txt"):
         assert (out / export).read_text() == (local_out / export).read_text(), export
     scores = {s.student: s for s in report.students}
     assert scores["notjson"].reasons == [
@@ -112,6 +114,7 @@ def test_a_worker_killed_mid_batch_costs_no_student(cluster, tmp_path):
         shutil.copytree(demo / variant, subs / f"s{k}")
         expected[f"s{k}"] = {"reference": 15.0, "blank": 0.0, "partial": 7.0}[variant]
     out = tmp_path / "out"
+    use_secret(out, SECRET)
     proc = subprocess.Popen(
         [sys.executable, "-m", "autograde.cli", "grade", NAME, str(subs), "--out", str(out),
          "--cluster", cluster.address],
