@@ -314,3 +314,24 @@ def test_results_sent_twice_earn_nothing(attacked):
     score, _, reasons = attacked["twice"]
     assert score == 0, reasons
     assert any("sent 2 times" in r for r in reasons), reasons
+
+
+def test_gradient_check_verdict_accepts_the_reference_on_many_grading_runs():
+    """01's test_gradient_check compares the student's backward with a numerical gradient at a
+    1e-8 relative tolerance: on every run's inputs a correct backward passes (the numerical
+    gradient's own error stays well inside the tolerance), a gradient 1e-5 off fails."""
+    from sit471.reference import backprop as ref
+
+    tests = hidden_tests("01_backprop")
+    check = tests.checkers["test_gradient_check"]
+    # inputs on which the centred difference at eps 1e-4 was off by 1.2e-8 and failed a
+    # correct backward, then 300 runs' inputs
+    cases = tests.makers["test_gradient_check"](np.random.default_rng(5870))
+    for seed in range(300):
+        cases += tests.make_cases(seed)["test_gradient_check"]
+    for case in cases:
+        check(case, ref.backward(case["X"], case["y"], case["W1"], case["W2"]))
+    case = tests.make_cases(0)["test_gradient_check"][0]
+    d1, d2 = ref.backward(case["X"], case["y"], case["W1"], case["W2"])
+    with pytest.raises(AssertionError, match="relative error"):
+        check(case, (d1 * (1 + 1e-5), d2))
