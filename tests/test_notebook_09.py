@@ -136,3 +136,20 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
     for row in format_results(results).splitlines():
         if row.startswith("| ") and "---" not in row and ":" not in row.split("|")[1]:
             assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+def test_each_experiment_is_followed_by_a_hand_graded_question():
+    """After the results, one question per experiment: a markdown cell a person grades (1 point,
+    an example answer in the source, YOUR ANSWER HERE in the release)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [_grade_id(c) for c in nb.cells]
+    release = nbformat.read(COURSE / "release" / NOTEBOOK.parent.name / NOTEBOOK.name,
+                            as_version=4)
+    released = {_grade_id(c): c for c in release.cells}
+    for name in ("two_heads", "parts", "volumes", "dissection", "faces"):
+        question, answer = ids.index(f"{name}_question"), ids.index(f"{name}_answer")
+        assert ids.index("findings_md") < question < answer == question + 1, name
+        meta = nbgrader_meta(nb.cells[answer])
+        assert nb.cells[answer].cell_type == "markdown" and meta["grade"] and meta["solution"]
+        assert meta["points"] == 1 and "example of an answer" in nb.cells[answer].source
+        assert released[f"{name}_answer"].source.strip() == "YOUR ANSWER HERE", name
