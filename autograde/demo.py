@@ -49,11 +49,14 @@ def build_submission(
     nb = copy.deepcopy(release_nb)
     answers = _answers(source_nb)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    half = (len(answer_cells) + 1) // 2
-    for k, cell in enumerate(answer_cells):
-        if variant in ("reference", "broken") or (variant == "partial" and k < half):
-            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
     code = [c for c in answer_cells if c.cell_type == "code"]
+    written = [c for c in answer_cells if c.cell_type != "code"]  # graded by hand
+    # partial: the first half of the code answers (and of the written ones), so that the
+    # autograded score lies strictly between 0 and full however many questions follow
+    partial = {id(c) for cells in (code, written) for c in cells[:(len(cells) + 1) // 2]}
+    for cell in answer_cells:
+        if variant in ("reference", "broken") or (variant == "partial" and id(cell) in partial):
+            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
     if variant == "broken" and len(code) >= 2:
         code[len(code) // 2].source += "\noops = (  # demo: a syntax error\n"
         code[-1].source = "1 / 0  # demo: a run-time error\n" + code[-1].source

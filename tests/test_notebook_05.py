@@ -26,7 +26,8 @@ FOLDER = COURSE / "source" / "05_label_number"
 NOTEBOOK = FOLDER / "label_number.ipynb"
 SKIPPED = {"samples_fig", "faces_fig", "number_demo", "crowds_fig", "objects_fig", "multi_fig",
            "experiment", "verification_fig", "age_fig", "detection_fig"}  # draw or explore only
-QUESTIONS = ("verification", "age", "detection")  # after the experiment: hand-graded answers
+QUESTIONS = ("verification", "age", "detection")  # after their figures: hand-graded answers
+AFTER_FINDINGS = ("labels", "counting", "localisation")  # questions on results without a figure
 LAST_TEST = "test_nms"
 
 # (answer cell, text in its solution, replacement, test cell that must fail, message pattern)
@@ -122,9 +123,11 @@ def test_each_measured_result_is_followed_by_a_hand_graded_question():
     ids = [_grade_id(c) for c in nb.cells]
     release = nbformat.read(COURSE / "release" / FOLDER.name / NOTEBOOK.name, as_version=4)
     released = {_grade_id(c): c for c in release.cells}
-    for name in QUESTIONS:
-        fig, question, answer = (ids.index(f"{name}_{k}") for k in ("fig", "question", "answer"))
-        assert ids.index("experiment") < fig < question < answer == question + 1, name
+    placed = [(name, "experiment", f"{name}_fig") for name in QUESTIONS] + [
+        (name, "findings_md", "findings_md") for name in AFTER_FINDINGS]
+    for name, start, before in placed:
+        question, answer = ids.index(f"{name}_question"), ids.index(f"{name}_answer")
+        assert ids.index(start) <= ids.index(before) < question < answer == question + 1, name
         meta = nbgrader_meta(nb.cells[answer])
         assert nb.cells[answer].cell_type == "markdown" and meta["grade"] and meta["solution"]
         assert meta["points"] == 1 and "example of an answer" in nb.cells[answer].source
