@@ -207,7 +207,11 @@ def hub():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        left = _processes_of(server.users)
+        # the users' servers and kernels get a moment to finish exiting after the hub
+        left, grace = _processes_of(server.users), time.monotonic() + 15
+        while left and time.monotonic() < grace:
+            time.sleep(0.5)
+            left = _processes_of(server.users)
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)

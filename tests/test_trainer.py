@@ -320,7 +320,7 @@ def test_fit_indices_is_seeded_adam_over_shuffled_index_batches():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            expected.append(float(loss))
+            expected.append(loss.item())
     assert losses == expected
     assert torch.equal(model.weight, by_hand.weight)
     with pytest.raises(ValueError, match="batch_size >= 1"):
