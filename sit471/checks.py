@@ -139,20 +139,27 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(_norm(a - b) / denom)
 
 
+def _agree(got: np.ndarray, numeric: np.ndarray, name: str, tol: float, against: str) -> float:
+    """The relative error of ``got`` against ``numeric``; AssertionError unless it is below
+    ``tol``, saying when ``-got`` would pass (a sign error)."""
+    err = relative_error(got, numeric)
+    if not err < tol:
+        if relative_error(-got, numeric) < tol:
+            raise AssertionError(f"{name} has the wrong sign (relative error {err:.2e})")
+        raise AssertionError(
+            f"{name} disagrees with {against}: relative error {err:.2e} "
+            f"(should be below {tol:.0e})"
+        )
+    return err
+
+
 def check_gradient(analytic: object, numeric: np.ndarray, name: str, tol: float = 1e-8) -> None:
     """Assert that an analytic gradient agrees with a numerical one: relative error < tol."""
     numeric = _array(numeric, dtype=_float64, subok=False)
     got = _plain(analytic, name)
     if got.shape != numeric.shape:
         raise AssertionError(f"{name} has shape {got.shape}, expected {numeric.shape}")
-    err = relative_error(got, numeric)
-    if not err < tol:
-        if relative_error(-got, numeric) < tol:
-            raise AssertionError(f"{name} has the wrong sign (relative error {err:.2e})")
-        raise AssertionError(
-            f"{name} disagrees with the numerical gradient: relative error {err:.2e} "
-            f"(should be below {tol:.0e})"
-        )
+    _agree(got, numeric, name, tol, "the numerical gradient")
 
 
 def check_directional_derivatives(
@@ -197,13 +204,5 @@ def check_directional_derivatives(
             predicted.append(float(np.sum(got * v)))
     finally:
         a[...] = saved
-    predicted, measured = _array(predicted), _array(measured)
-    err = relative_error(predicted, measured)
-    if not err < tol:
-        if relative_error(-predicted, measured) < tol:
-            raise AssertionError(f"{name} has the wrong sign (relative error {err:.2e})")
-        raise AssertionError(
-            f"{name} disagrees with the numerical derivative along random directions: "
-            f"relative error {err:.2e} (should be below {tol:.0e})"
-        )
-    return err
+    return _agree(_array(predicted), _array(measured), name, tol,
+                  "the numerical derivative along random directions")

@@ -28,7 +28,6 @@ notebook's ``results.json`` with the reference answers, from the repository:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -440,19 +439,15 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     """
     names = ("confusion_matrix", "iou_from_confusion", "pixel_accuracy", "bilinear_kernel",
              "PyramidPooling", "scale_invariant_loss", "depth_metrics", "density_map")
-    missing = [n for n in names if n not in tools]
-    if missing:
-        raise KeyError(f"tools lacks {', '.join(missing)} (the notebook's answers)")
+    label_number.require_tools(tools, names)
     seeds = tuple(seeds if seeds is not None else SEEDS if scale >= 1 else SEEDS[:2])
     check_inputs(scale, seeds, **{n: tools[n] for n in names},
                  **{n: tools[n] for n in ("RegressionHead", "regression_loss") if n in tools})
     t = tools
     metrics = (t["confusion_matrix"], t["iou_from_confusion"], t["pixel_accuracy"])
-    start = time.time()
-    res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
-                              "epochs": _epochs(EPOCHS, scale),
-                              "optimizer": "Adam 2e-3, batch 64, one CPU thread"}}
-    sections = [
+    settings = {"scale": scale, "seeds": list(seeds), "epochs": _epochs(EPOCHS, scale),
+                "optimizer": "Adam 2e-3, batch 64, one CPU thread"}
+    return label_number.run_sections([
         ("shapes", lambda: segmentation_init(*metrics, t["bilinear_kernel"], seeds, scale)),
         ("parsing", lambda: scene_parsing(t["PyramidPooling"], t["bilinear_kernel"], *metrics,
                                           seeds, scale)),
@@ -460,12 +455,7 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
                                            t["bilinear_kernel"], seeds, scale)),
         ("crowds", lambda: crowd_counting(t["density_map"], t["bilinear_kernel"], seeds, scale,
                                           t.get("RegressionHead"), t.get("regression_loss"))),
-    ]
-    for name, section in sections:
-        res[name] = section()
-        log(f"[{time.time() - start:5.1f} s] {name} done")
-    res["settings"]["seconds"] = round(time.time() - start, 1)
-    return res
+    ], settings, log)
 
 
 def format_results(res: dict) -> str:

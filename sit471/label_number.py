@@ -502,6 +502,26 @@ def check_inputs(scale: float, seeds: Sequence[int], **functions: Callable) -> N
                             f"{type(f).__name__}")
 
 
+def require_tools(tools: dict[str, Callable], names: Sequence[str]) -> None:
+    """KeyError naming every one of ``names`` that ``tools`` lacks (the notebook's answers)."""
+    missing = [n for n in names if n not in tools]
+    if missing:
+        raise KeyError(f"tools lacks {', '.join(missing)} (the notebook's answers)")
+
+
+def run_sections(sections: Sequence[tuple[str, Callable[[], dict]]], settings: dict,
+                 log: Callable[[str], None] = print) -> dict:
+    """{"settings": settings, name: section() for each (name, section) in order}. Logs the time
+    since the start as each section finishes; the total goes in settings["seconds"]."""
+    start = time.time()
+    res: dict = {"settings": settings}
+    for name, section in sections:
+        res[name] = section()
+        log(f"[{time.time() - start:5.1f} s] {name} done")
+    settings["seconds"] = round(time.time() - start, 1)
+    return res
+
+
 def _train_classifier(data: dict, key: str, k: int, seed: int, epochs: int) -> Net:
     import torch.nn.functional as F
 
@@ -774,17 +794,13 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
     """
     names = ("RegressionHead", "regression_loss", "bin_centers", "expected_value", "box_iou",
              "detection_loss", "nms", "verify")
-    missing = [n for n in names if n not in tools]
-    if missing:
-        raise KeyError(f"tools lacks {', '.join(missing)} (the notebook's answers)")
+    require_tools(tools, names)
     seeds = tuple(seeds if seeds is not None else SEEDS if scale >= 1 else SEEDS[:2])
     check_inputs(scale, seeds, **{n: tools[n] for n in names})
     t = tools
-    start = time.time()
-    res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
-                              "epochs": _epochs(EPOCHS, scale),
-                              "optimizer": "Adam 2e-3, batch 64, one CPU thread"}}
-    sections = [
+    settings = {"scale": scale, "seeds": list(seeds), "epochs": _epochs(EPOCHS, scale),
+                "optimizer": "Adam 2e-3, batch 64, one CPU thread"}
+    return run_sections([
         ("labels", lambda: label_tasks(seeds, scale)),
         ("faces", lambda: face_verification(t["verify"], seeds, scale)),
         ("age", lambda: age_regression(t["RegressionHead"], t["regression_loss"],
@@ -794,12 +810,7 @@ def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = pri
         ("localisation", lambda: localisation(t["box_iou"], seeds, scale)),
         ("detection", lambda: detection(t["box_iou"], t["detection_loss"], t["nms"], seeds,
                                         scale)),
-    ]
-    for name, section in sections:
-        res[name] = section()
-        log(f"[{time.time() - start:5.1f} s] {name} done")
-    res["settings"]["seconds"] = round(time.time() - start, 1)
-    return res
+    ], settings, log)
 
 
 def format_results(res: dict) -> str:

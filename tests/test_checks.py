@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sit471.checks import check_array, check_gradient, check_scalar
+from sit471.checks import (
+    check_array,
+    check_directional_derivatives,
+    check_gradient,
+    check_scalar,
+)
 
 EXPECTED = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.5]])
 
@@ -110,3 +115,18 @@ def test_gradient_check():
         check_gradient(g * 1.001, g, "dW")
     with pytest.raises(AssertionError, match="shape"):
         check_gradient(g.T[:1], g, "dW")
+
+
+def test_directional_derivatives_pass_the_gradient_and_name_a_wrong_one():
+    a0 = np.array([[0.5, -1.0], [2.0, 0.25]])
+    a = a0.copy()
+    loss = lambda: float((a ** 2).sum())  # noqa: E731 -- gradient 2a
+    assert check_directional_derivatives(2 * a0, loss, a, "dA") < 1e-7
+    with pytest.raises(AssertionError, match="dA has the wrong sign"):
+        check_directional_derivatives(-2 * a0, loss, a, "dA")
+    with pytest.raises(AssertionError, match="disagrees with the numerical derivative along "
+                                             "random directions: relative error 3.33e-01"):
+        check_directional_derivatives(a0, loss, a, "dA")
+    with pytest.raises(AssertionError, match="shape"):
+        check_directional_derivatives(np.ones(3), loss, a, "dA")
+    assert np.array_equal(a, a0)  # moved in place, then restored
