@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -529,24 +529,9 @@ def _check_approach(which: str, case: dict, got: dict) -> None:
         f"(expected > {100 * threshold:.0f} %)")
 
 
-@hidden.cases("test_approach1")
-def _(rng):
-    return _approach_cases(rng, "approach1")
-
-
-@hidden.check("test_approach1")
-def _(case, got):
-    _check_approach("approach1", case, got)
-
-
-@hidden.cases("test_approach2")
-def _(rng):
-    return _approach_cases(rng, "approach2")
-
-
-@hidden.check("test_approach2")
-def _(case, got):
-    _check_approach("approach2", case, got)
+for _which in _APPROACHES:  # test_approach1, test_approach2: one shape, two settings
+    hidden.cases(f"test_{_which}")(partial(_approach_cases, which=_which))
+    hidden.check(f"test_{_which}")(partial(_check_approach, _which))
 
 
 # ----------------------------------------------------------------------------- adapt_in_channels
