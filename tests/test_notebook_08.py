@@ -158,6 +158,24 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
     assert diff[max(diff)]["low"] > 0.2
 
 
+def test_cached_interval_counts_the_seeds_and_the_clips():
+    """The CNN - flux interval is a t-interval over the seeds' own mean differences (each seed:
+    its own training clips, network and test clips), not over the pooled clips, and each seed's
+    difference is the difference of its two mean F-measures on the same clips."""
+    from sit471.audio import SEEDS
+    from sit471.transfer import mean_ci
+
+    results = json.loads((FOLDER / "beats.json").read_text())
+    rows = {(r["noise"], r["method"]): r for r in results["rows"]}
+    for d in results["differences"]:
+        assert len(d["seeds"]) == len(SEEDS)
+        per_seed = np.subtract(rows[d["noise"], "cnn"]["f_seeds"],
+                               rows[d["noise"], "flux"]["f_seeds"])
+        assert np.allclose(d["seeds"], per_seed)
+        mean, half = mean_ci(d["seeds"])
+        assert np.isclose(d["low"], mean - half) and np.isclose(d["high"], mean + half)
+
+
 def test_sweep_question_is_hand_graded_after_the_experiment():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ids = [_grade_id(c) for c in nb.cells]
