@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             from autograde.workers import start_pool
 
             # local workers import while we do; on a cluster its workers grade
-            with nullcontext() if args.cluster else start_pool(args.jobs) as pool:
+            warm = (root, args.name, not args.no_sandbox)
+            with nullcontext() if args.cluster else start_pool(args.jobs, warm) as pool:
                 from autograde.grade import grade
 
                 report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,

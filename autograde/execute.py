@@ -12,6 +12,8 @@ nbgrader's ``Execute`` stops a cell after ``Execute.timeout`` seconds and nothin
 * a kernel that dies (os._exit, a segfault) costs the cell that killed it: a fresh kernel
   runs the remaining cells, so the tests before it keep their points;
 * the kernel runs in a scratch copy of the submission folder, away from the grading tree;
+* the kernel may have been started ahead of time, while the worker did other work (a warm
+  kernel, ``autograde/kernels.py``): :func:`prestart_kernel` starts the next one;
 * every hidden test is decided here, in the grader's process, from the outputs the kernel
   sent for this run's inputs (``autograde/verdict.py``), never by the kernel itself.
 
@@ -24,109 +26,35 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Integer
 
-from autograde import sandbox, verdict
+from autograde import kernels, verdict
+from autograde.kernels import CASES_FILE, SANDBOX, LimitedKernelManager
 from sit471.channel import CASES_ENV, write_cases
 
-#: Name of the grader's file of inputs in the kernel's working directory.
-CASES_FILE = ".sit471-cases.json"
+__all__ = ["CASES_FILE", "SANDBOX", "LimitedExecute", "LimitedKernelManager"]
 
 
-#: ``grade(..., sandbox=False)`` (``sit471 grade --no-sandbox``) turns this off in its workers
-SANDBOX = {"on": True}
-
-
-class LimitedKernelManager(AsyncKernelManager):
-    """Starts the kernel in the bubblewrap sandbox (``autograde/sandbox.py``) under limits.
-
-    The kernel talks to us over unix sockets (``ipc`` transport) in a private directory,
-    the only host folder it may write; ``autograde/kernel.py`` applies the limits inside.
-    Without the sandbox (``--no-sandbox``) only the memory limit applies, as before.
-    """
-
-    memory_limit_mb = Integer(2048, help="address-space limit of the kernel (0: none)").tag(
-        config=True
-    )
-    nproc_limit = Integer(256, help="processes + threads the kernel may run").tag(config=True)
-    fsize_limit_mb = Integer(64, help="largest file the kernel may write (MiB)").tag(config=True)
-    cpu_limit_s = Integer(300, help="CPU seconds per kernel process").tag(config=True)
-    work_size_mb = Integer(256, help="size of the writable working directory (MiB)").tag(
-        config=True
-    )
-    tmp_size_mb = Integer(256, help="size of the kernel's private /tmp (MiB)").tag(config=True)
-    hide_reference = Bool(True, help="sit471/reference invisible in the sandbox").tag(
-        config=True
-    )
-
-    def limits(self) -> sandbox.Limits:
-        return sandbox.Limits(self.memory_limit_mb, self.nproc_limit, self.fsize_limit_mb,
-                              self.cpu_limit_s, self.work_size_mb, self.tmp_size_mb)
-
-    async def _async_pre_start_kernel(self, **kw):
-        if SANDBOX["on"]:
-            reason = sandbox.unavailable_reason()
-            if reason:
-                raise RuntimeError(f"cannot sandbox the kernel: {reason}; {sandbox.ADVICE}")
-            self._release_sandbox()  # a restart gets a fresh directory and uid
-            self._ipc_dir = tempfile.mkdtemp(prefix="sit471-ipc-")
-            self._lease = sandbox.UidLease() if os.geteuid() == 0 else None
-            if self._lease is not None:
-                os.chown(self._ipc_dir, self._lease.uid, self._lease.uid)
-            # a signal to our child would reach only bwrap (the kernel has its own session):
-            # interrupts go as a message on the control channel
-            self.kernel_spec.interrupt_mode = "message"
-            self.transport = "ipc"
-            self.ip = os.path.join(self._ipc_dir, "k")
-            self.connection_file = os.path.join(self._ipc_dir, "kernel.json")
-        return await super()._async_pre_start_kernel(**kw)
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        cmd = super().format_kernel_cmd(extra_arguments)
-        if SANDBOX["on"] or self.memory_limit_mb <= 0:
-            return cmd  # sandboxed: the launcher sets the limits (see _async_launch_kernel)
-        return [sys.executable, "-m", "autograde.kernel", str(self.memory_limit_mb), "--", *cmd]
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        if SANDBOX["on"]:
-            uid = self._lease.uid if self._lease is not None else None
-            if uid is not None:
-                os.chown(self.connection_file, uid, uid)
-            scratch = kw.get("cwd") or os.path.join(self._ipc_dir, "empty")
-            os.makedirs(scratch, exist_ok=True)
-            kernel_cmd = sandbox.build_command(
-                kernel_cmd, scratch=scratch, ipc_dir=self._ipc_dir,
-                env=kw.get("env") or dict(os.environ), limits=self.limits(), uid=uid,
-                hide_reference=self.hide_reference,
-            )
-            kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap clears it
-        await super()._async_launch_kernel(kernel_cmd, **kw)
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if not restart:
-            self._release_sandbox()
-
-    cleanup_resources = _async_cleanup_resources  # AsyncKernelManager's is the coroutine
-
-    def _release_sandbox(self) -> None:
-        """After the kernel is gone: its uid back to the pool, its socket directory away."""
-        lease, self._lease = getattr(self, "_lease", None), None
-        if lease is not None:
-            lease.release()
-        ipc_dir, self._ipc_dir = getattr(self, "_ipc_dir", None), None
-        if ipc_dir:
-            shutil.rmtree(ipc_dir, ignore_errors=True)
+def _readable(folder: str) -> None:
+    """Everything in ``folder`` readable by the kernel's unprivileged uid (it copies them)."""
+    os.chmod(folder, 0o755)
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -150,13 +78,16 @@ class LimitedExecute(Execute):
         }
         self._deadline = float("inf")
         self._output_bytes = 0
+        self._warm: kernels.WarmKernel | None = None
 
     def preprocess(self, nb, resources=None, km=None):
         """Run in a scratch copy of the submission folder, outside the grading tree.
 
         The student's code then starts far from the gradebook, the hidden tests and other
         submissions: relative paths such as ``../../gradebook.db`` lead nowhere, and files
-        the notebook writes are thrown away with the copy.
+        the notebook writes are thrown away with the copy. The kernel is this worker's warm
+        kernel when it has one of the right settings (``autograde/kernels.py``), whose own
+        submission folder is then the scratch copy.
         """
         self._deadline = time.monotonic() + self.notebook_timeout
         resources = resources if resources is not None else {}
@@ -164,26 +95,64 @@ class LimitedExecute(Execute):
         original = metadata.get("path")
         grading = resources.get("nbgrader", {})
         tests = verdict.hidden_tests(grading["assignment"]) if "assignment" in grading else None
-        with tempfile.TemporaryDirectory(prefix="sit471-kernel-") as scratch:
-            if original and os.path.isdir(original):
-                shutil.copytree(original, scratch, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.ipynb"))
-            metadata["path"] = scratch
-            cases = {}
-            if tests is not None:  # this run's inputs for the hidden tests (see verdict.py)
-                seed = verdict.run_seed(verdict.GRADING_SECRET, grading.get("student", ""),
-                                        grading.get("notebook", ""))
-                cases = tests.make_cases(seed)
-                path = os.path.join(scratch, CASES_FILE)
-                write_cases(path, cases)
-                os.environ[CASES_ENV] = path
-            try:
-                nb, resources = super().preprocess(nb, resources=resources, km=km)
-            finally:
-                metadata["path"] = original
-                os.environ.pop(CASES_ENV, None)
+        wanted = self.kernel_manager_for(nb)
+        self._warm = kernels.take(wanted.settings_key()) if km is None else None
+        folder = (nullcontext(self._warm.submission) if self._warm is not None
+                  else tempfile.TemporaryDirectory(prefix="sit471-kernel-"))
+        try:
+            with folder as scratch:
+                if original and os.path.isdir(original):
+                    shutil.copytree(original, scratch, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("*.ipynb"))
+                    _readable(scratch)
+                metadata["path"] = scratch
+                cases = {}
+                if tests is not None:  # this run's inputs for the hidden tests (verdict.py)
+                    seed = verdict.run_seed(verdict.GRADING_SECRET, grading.get("student", ""),
+                                            grading.get("notebook", ""))
+                    cases = tests.make_cases(seed)
+                    path = os.path.join(scratch, CASES_FILE)
+                    write_cases(path, cases)
+                    os.environ[CASES_ENV] = path
+                try:
+                    nb, resources = super().preprocess(
+                        nb, resources=resources,
+                        km=self._warm.km if self._warm is not None else km)
+                finally:
+                    metadata["path"] = original
+                    os.environ.pop(CASES_ENV, None)
+                    if self._warm is not None and self.km is not None:
+                        self._cleanup_kernel()  # nbclient leaves a kernel it was given
+        finally:
+            if self._warm is not None:
+                self._warm.shutdown()
+                self._warm = None
         verdict.judge(nb, tests, cases)  # in this process: the kernel decides no point
         return nb, resources
+
+    def kernel_manager_for(self, nb: NotebookNode) -> LimitedKernelManager:
+        """A kernel manager (not started) for ``nb`` with this course's settings."""
+        name = self.kernel_name or nb.metadata.get("kernelspec", {}).get("name")
+        return self.kernel_manager_class(config=self.config, **(
+            {"kernel_name": name} if name else {}))
+
+    def kernel_arguments(self) -> list[str]:
+        """The kernel's command-line arguments, as nbclient gives them."""
+        return [*self.extra_arguments, f"--HistoryManager.hist_file={self.ipython_hist_file}"]
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        if self._warm is not None and self.km is self._warm.km:
+            # the warm kernel takes its submission before the first cell (kernels.DELIVER)
+            msg_id = kc.execute(self._warm.deliver_code(), silent=True, store_history=False,
+                                allow_stdin=False)
+            content = (await self.async_wait_for_reply(msg_id) or {}).get("content", {})
+            if content.get("status") != "ok":
+                raise RuntimeError(f"the kernel could not take the submission's files: "
+                                   f"{content.get('ename')}: {content.get('evalue')}")
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def _get_timeout(self, cell):
         per_cell = super()._get_timeout(cell)
@@ -230,3 +199,20 @@ class LimitedExecute(Execute):
                     ))
                 return None
         return super().output(outs, msg, display_id, cell_index)
+
+
+def prestart_kernel(root: Path, assignment: str) -> None:
+    """Start this worker's next kernel for ``assignment`` of the course copy at ``root`` now
+    (a warm kernel, ``autograde/kernels.py``), unless the course turned warm kernels off."""
+    from autograde.course import load_config
+
+    executor = LimitedExecute(config=load_config(root))
+    notebooks = sorted((root / "source" / assignment).glob("*.ipynb"))
+    if not notebooks:
+        return
+    nb = NotebookNode(json.loads(notebooks[0].read_text()))
+    km = executor.kernel_manager_for(nb)
+    if not km.warm_kernels:
+        return
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde"}
+    kernels.prestart(km, kernels.preload_modules(notebooks), env, executor.kernel_arguments())
