@@ -18,7 +18,7 @@ Seeded generators, nothing downloads:
 notebook's answers, ``NEEDS[section]``; checked before anything trains) and returns the measured
 numbers; :func:`run_experiments` runs all four. The staff make the notebook's ``results.json``
 with the reference answers, from the repository: ``python -m sit471.reference.experiments
-multi`` (about 200 s of CPU on one thread).
+multi`` (695 s on a busy machine; every seed draws its own data).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sit471 import label_number
+from sit471.transfer import mean_ci
 
 SIZE = 16
 BANDS = ("blue", "green", "red", "NIR", "SWIR")
@@ -233,7 +234,11 @@ def clip_motion(x: torch.Tensor, motion_field: Callable) -> torch.Tensor:
 # ----------------------------------------------------------------------------- experiments
 
 SEEDS = (0, 1, 2, 3, 4)  # every network of an experiment is trained once per seed
-COLOR_SEEDS = (0, 1, 2)  # the colorizers cost about a minute per seed
+COLOR_SEEDS = (0, 1, 2)  # the colorizers cost the most (421 s for 3 seeds on a busy machine)
+# Each seed draws its own training and test data (data seed = base + DATA_STEP * seed, with
+# one base per data set) as well as its own starting weights and batch order, so the spread
+# over the seeds includes a new draw of the data.
+DATA_STEP = 100
 # what each section's runner needs from the notebook (its answers, and widen_first_conv)
 NEEDS = {"multispectral": ("adapt_in_channels", "band_ablation"),
          "two_stream": ("late_fusion", "motion_field"),
@@ -257,10 +262,17 @@ def _epochs(e: int, scale: float) -> int:
 
 
 def spread(values: Sequence[float]) -> dict:
-    """Mean, sample standard deviation and the values themselves (JSON-ready)."""
+    """Mean, sample standard deviation, the half-width of the mean's 95 % interval ("ci",
+    Student's t over the seeds; 0 for one value) and the values themselves (JSON-ready)."""
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+    mean, half = mean_ci(v)
+    return {"mean": mean, "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "ci": half,
             "values": [float(a) for a in v]}
+
+
+def _data(make: Callable[..., dict], n: int, base: int, seed: int) -> dict:
+    """Seed ``seed``'s own draw of a data set: ``make(n, seed=base + DATA_STEP * seed)``."""
+    return make(n, seed=base + DATA_STEP * seed)
 
 
 def _classify(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0,
@@ -281,13 +293,10 @@ def run_multispectral(tools: dict[str, Callable], scale: float = 1.0,
     """Section 1: visible bands vs all five, and a visible network widened to five bands
     (``tools["adapt_in_channels"](conv, 5)``) against a five-band network from scratch, both
     trained for the same number of epochs (1, 3 and 15); ``tools["band_ablation"]`` on the
-    scratch network (15 epochs) of the first seed."""
+    scratch network (15 epochs) of the first seed. Each seed draws its own training and test
+    tiles; paired differences (widened minus scratch, five bands minus visible) per seed."""
     _check("multispectral", tools, scale, seeds)
     start = time.time()
-    tr, te = tiles(int(800 * scale), seed=1), tiles(400, seed=2)
-    # reflectances are small numbers: scale them to about [0, 1] for the networks
-    xtr, ytr = torch.as_tensor(tr["x"]) * TILE_SCALE, torch.as_tensor(tr["label"])
-    xte, yte = torch.as_tensor(te["x"]) * TILE_SCALE, torch.as_tensor(te["label"])
     budgets = tuple(sorted({_epochs(e, scale) for e in (1, 3, 15)}))
     rows: dict[str, list[float]] = {"visible": []}
     water: dict[str, list[float]] = {"visible": []}
@@ -295,6 +304,10 @@ def run_multispectral(tools: dict[str, Callable], scale: float = 1.0,
         rows[f"scratch_{e}"], rows[f"widened_{e}"] = [], []
     importance = None
     for seed in seeds:
+        tr, te = _data(tiles, int(800 * scale), 1, seed), _data(tiles, 400, 2, seed)
+        # reflectances are small numbers: scale them to about [0, 1] for the networks
+        xtr, ytr = torch.as_tensor(tr["x"]) * TILE_SCALE, torch.as_tensor(tr["label"])
+        xte, yte = torch.as_tensor(te["x"]) * TILE_SCALE, torch.as_tensor(te["label"])
         visible = _net(seed, 3, len(TILE_CLASSES))
         _classify(visible, xtr[:, :3], ytr, budgets[-1], seed=seed)
         with torch.no_grad():
@@ -315,6 +328,11 @@ def run_multispectral(tools: dict[str, Callable], scale: float = 1.0,
             if e == budgets[-1] and importance is None:
                 importance = tools["band_ablation"](scratch, xte, yte)
     res = {"budgets": list(budgets), "accuracy": {k: spread(v) for k, v in rows.items()},
+           "widened_minus_scratch": {str(e): spread(np.subtract(rows[f"widened_{e}"],
+                                                                rows[f"scratch_{e}"]))
+                                     for e in budgets},
+           "five_minus_visible": spread(np.subtract(rows[f"scratch_{budgets[-1]}"],
+                                                    rows["visible"])),
            "visible_water": spread(water["visible"]),
            "band_importance": {b: float(d) for b, d in zip(BANDS, importance, strict=True)},
            "seconds": round(time.time() - start, 1)}
@@ -336,19 +354,20 @@ def run_two_streams(tools: dict[str, Callable], scale: float = 1.0,
     and the motion fields stacked as 11 input channels (early fusion), each trained as long.
     Control: both late fusions again with the temporal scores multiplied by LOUD (a stream whose
     scores are on a larger scale, as after longer training or without label smoothing). Test
-    accuracy of each, and each fusion's margin over the better single stream, per seed."""
+    accuracy of each, and each fusion's margin over the better single stream, per seed (each
+    seed draws its own training and test clips)."""
     _check("two_stream", tools, scale, seeds)
     start = time.time()
-    tr, te = clips(int(800 * scale), seed=3), clips(400, seed=4)
-    ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
     mid = FRAMES // 2
-    frame_tr, frame_te = torch.as_tensor(tr["x"][:, mid]), torch.as_tensor(te["x"][:, mid])
-    flow_tr = clip_motion(tr["x"], tools["motion_field"])
-    flow_te = clip_motion(te["x"], tools["motion_field"])
-    both_tr, both_te = torch.cat([frame_tr, flow_tr], 1), torch.cat([frame_te, flow_te], 1)
     epochs = _epochs(12, scale)
     acc: dict[str, list[float]] = {name: [] for name in FUSIONS}
     for seed in seeds:
+        tr, te = _data(clips, int(800 * scale), 3, seed), _data(clips, 400, 4, seed)
+        ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
+        frame_tr, frame_te = torch.as_tensor(tr["x"][:, mid]), torch.as_tensor(te["x"][:, mid])
+        flow_tr = clip_motion(tr["x"], tools["motion_field"])
+        flow_te = clip_motion(te["x"], tools["motion_field"])
+        both_tr, both_te = torch.cat([frame_tr, flow_tr], 1), torch.cat([frame_te, flow_te], 1)
         spatial = _net(seed, 3, len(CLIP_CLASSES))
         _classify(spatial, frame_tr, ytr, epochs, seed=seed)
         temporal = _net(seed, flow_tr.shape[1], len(CLIP_CLASSES))
@@ -370,6 +389,10 @@ def run_two_streams(tools: dict[str, Callable], scale: float = 1.0,
                       for k in FUSIONS[2:]},
            "probabilities_minus_logits": spread(np.subtract(acc["probabilities"],
                                                             acc["logits"])),
+           "probabilities_minus_logits_loud": spread(np.subtract(acc["probabilities_loud"],
+                                                                 acc["logits_loud"])),
+           "early_minus_probabilities": spread(np.subtract(acc["early"],
+                                                           acc["probabilities"])),
            "seconds": round(time.time() - start, 1)}
     log(f"two_stream {res['accuracy']} ({res['seconds']:.0f} s)")
     return res
@@ -380,34 +403,41 @@ def run_colorization(tools: dict[str, Callable], scale: float = 1.0,
                      log: Callable[[str], None] = print) -> dict:
     """Section 3: one colorizer trained by regression of (a, b), one by classification over
     the ab cells (annealed mean, temperature 0.38), from L of ``tools["rgb_to_lab"]``; ab error
-    and chroma on 100 test pictures (overall and on the ball), per seed; the first seed's
-    colourised test pictures (hex, see :func:`encode_image`)."""
+    and chroma on 100 test pictures (overall and on the ball), per seed (each seed draws its
+    own training and test pictures), and classification minus regression paired by seed; the
+    first seed's colourised test pictures (hex, see :func:`encode_image`)."""
     _check("colorization", tools, scale, seeds)
     start = time.time()
-    tr, te = color_scenes(int(500 * scale), seed=5), color_scenes(100, seed=6)
-    lab_tr = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(tr["x"]))).float()
-    lab_te = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(te["x"]))).float()
-    ltr = (lab_tr[..., 0] / 50 - 1)[:, None]
-    lte = (lab_te[..., 0] / 50 - 1)[:, None]
-    abtr = lab_tr[..., 1:].permute(0, 3, 1, 2)
-    qtr = torch.as_tensor(tools["quantize_ab"](lab_tr[..., 1:]))
     centres = torch.as_tensor(tools["dequantize_ab"](torch.arange(22 * 22))).float()
-    ball, truth = torch.as_tensor(te["ball"]), lab_te[..., 1:]
     epochs = _epochs(30, scale)
-    measured: dict[str, dict[str, list[float]]] = {"regression": {}, "classification": {}}
-    examples = {"lightness": [], "truth": [encode_image(i) for i in te["x"][:6]]}
-    grey = torch.cat([lab_te[:6, ..., :1], torch.zeros_like(lab_te[:6, ..., 1:])], dim=-1)
-    examples["lightness"] = [encode_image(i) for i in
-                             torch.as_tensor(tools["lab_to_rgb"](grey)).numpy()]
+    measured: dict[str, dict[str, list[float]]] = {"regression": {}, "classification": {},
+                                                   "truth": {}}
+    examples: dict[str, list[str]] = {}
     for seed in seeds:
+        tr, te = _data(color_scenes, int(500 * scale), 5, seed), _data(color_scenes, 100, 6, seed)
+        lab_tr = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(tr["x"]))).float()
+        lab_te = torch.as_tensor(tools["rgb_to_lab"](torch.as_tensor(te["x"]))).float()
+        ltr = (lab_tr[..., 0] / 50 - 1)[:, None]
+        lte = (lab_te[..., 0] / 50 - 1)[:, None]
+        abtr = lab_tr[..., 1:].permute(0, 3, 1, 2)
+        qtr = torch.as_tensor(tools["quantize_ab"](lab_tr[..., 1:]))
+        ball, truth = torch.as_tensor(te["ball"]), lab_te[..., 1:]
+        measured["truth"].setdefault("chroma", []).append(float(truth.norm(dim=-1).mean()))
+        measured["truth"].setdefault("chroma_ball", []).append(
+            float(truth.norm(dim=-1)[ball].mean()))
+        if seed == seeds[0]:
+            grey = torch.cat([lab_te[:6, ..., :1], torch.zeros_like(lab_te[:6, ..., 1:])], dim=-1)
+            examples["lightness"] = [encode_image(i) for i in
+                                     torch.as_tensor(tools["lab_to_rgb"](grey)).numpy()]
+            examples["truth"] = [encode_image(i) for i in te["x"][:6]]
         torch.manual_seed(seed)
         reg = colorizer(2)
-        fit(reg, lambda i, reg=reg: F.mse_loss(reg(ltr[i]), abtr[i] / 100), len(ltr), epochs=epochs,
-            batch_size=16, seed=seed)
+        fit(reg, lambda i, reg=reg, x=ltr, t=abtr: F.mse_loss(reg(x[i]), t[i] / 100), len(ltr),
+            epochs=epochs, batch_size=16, seed=seed)
         torch.manual_seed(seed)
         cls = colorizer(len(centres))
-        fit(cls, lambda i, cls=cls: F.cross_entropy(cls(ltr[i]), qtr[i]), len(ltr), epochs=epochs,
-            batch_size=16, seed=seed)
+        fit(cls, lambda i, cls=cls, x=ltr, t=qtr: F.cross_entropy(cls(x[i]), t[i]), len(ltr),
+            epochs=epochs, batch_size=16, seed=seed)
         with torch.no_grad():
             ab = {"regression": reg(lte).permute(0, 2, 3, 1) * 100,
                   "classification": torch.softmax(cls(lte) / 0.38, dim=1).permute(0, 2, 3, 1)
@@ -422,8 +452,9 @@ def run_colorization(tools: dict[str, Callable], scale: float = 1.0,
                 examples[name] = [encode_image(i) for i in
                                   torch.as_tensor(tools["lab_to_rgb"](lab)).numpy()]
     res = {name: {k: spread(v) for k, v in m.items()} for name, m in measured.items()}
-    res["truth"] = {"chroma": float(truth.norm(dim=-1).mean()),
-                    "chroma_ball": float(truth.norm(dim=-1)[ball].mean())}
+    res["classification_minus_regression"] = {
+        k: spread(np.subtract(measured["classification"][k], measured["regression"][k]))
+        for k in measured["regression"]}
     res["epochs"], res["examples"] = epochs, examples
     res["seconds"] = round(time.time() - start, 1)
     log(f"colorization {({k: res[k] for k in ('regression', 'classification')})} "
@@ -435,27 +466,29 @@ def run_cross_modal(tools: dict[str, Callable], scale: float = 1.0,
                     seeds: Sequence[int] = SEEDS, log: Callable[[str], None] = print) -> dict:
     """Section 4: encoders and shared layers (``tools["cross_modal_forward"]``) trained with
     the pairing term ("paired") or without ("unpaired"); accuracy on test pictures and
-    drawings, and retrieval of each test drawing's picture, per seed."""
+    drawings, and retrieval of each test drawing's picture, per seed (each seed draws its own
+    training and test pairs), and paired minus unpaired by seed."""
     _check("cross_modal", tools, scale, seeds)
     start = time.time()
     n_test = 400
-    tr, te = shape_pairs(int(800 * scale), seed=7), shape_pairs(n_test, seed=8)
-    itr, dtr = torch.as_tensor(tr["image"]), torch.as_tensor(tr["drawing"])
-    ite, dte = torch.as_tensor(te["image"]), torch.as_tensor(te["drawing"])
-    ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
     forward = tools["cross_modal_forward"]
     measured: dict[str, dict[str, list[float]]] = {"paired": {}, "unpaired": {}}
     for seed in seeds:
+        tr, te = _data(shape_pairs, int(800 * scale), 7, seed), _data(shape_pairs, n_test, 8, seed)
+        itr, dtr = torch.as_tensor(tr["image"]), torch.as_tensor(tr["drawing"])
+        ite, dte = torch.as_tensor(te["image"]), torch.as_tensor(te["drawing"])
+        ytr, yte = torch.as_tensor(tr["label"]), torch.as_tensor(te["label"])
         for name, weight in (("paired", 1.0), ("unpaired", 0.0)):
             torch.manual_seed(seed)
             encoders = nn.ModuleDict({"image": encoder(), "drawing": encoder()})
             shared = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
             head = nn.Linear(16, len(SHAPES))
 
-            def loss(i, weight=weight, encoders=encoders, shared=shared, head=head):
-                ei, zi = forward(itr[i], "image", encoders, shared, head)
-                ed, _ = forward(dtr[i], "drawing", encoders, shared, head)
-                return F.cross_entropy(zi, ytr[i]) + weight * F.mse_loss(ed, ei)
+            def loss(i, weight=weight, encoders=encoders, shared=shared, head=head,
+                     images=itr, drawings=dtr, labels=ytr):
+                ei, zi = forward(images[i], "image", encoders, shared, head)
+                ed, _ = forward(drawings[i], "drawing", encoders, shared, head)
+                return F.cross_entropy(zi, labels[i]) + weight * F.mse_loss(ed, ei)
 
             fit(nn.ModuleList([encoders, shared, head]), loss, len(itr),
                 epochs=_epochs(15, scale), seed=seed)
@@ -470,6 +503,9 @@ def run_cross_modal(tools: dict[str, Callable], scale: float = 1.0,
                     ("retrieval_same_class", (yte[nearest] == yte).float().mean())):
                 measured[name].setdefault(key, []).append(float(value))
     res = {name: {k: spread(v) for k, v in m.items()} for name, m in measured.items()}
+    res["paired_minus_unpaired"] = {
+        k: spread(np.subtract(measured["paired"][k], measured["unpaired"][k]))
+        for k in measured["paired"]}
     res["chance_top1"] = 1 / n_test
     res["seconds"] = round(time.time() - start, 1)
     log(f"cross_modal {res} ({res['seconds']:.0f} s)")
@@ -510,9 +546,9 @@ def decode_image(text: str) -> np.ndarray:
     return (raw.reshape(SIZE, SIZE, 3) / 255).astype(np.float32)
 
 
-def _pm(s: dict, digits: int = 3) -> str:
-    """'mean ± std' of a :func:`spread`."""
-    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+def _pm(s: dict, digits: int = 3, sign: str = "") -> str:
+    """'mean ± half-width of the 95 % interval' of a :func:`spread` (sign "+": signed mean)."""
+    return f"{s['mean']:{sign}.{digits}f} ± {s['ci']:.{digits}f}"
 
 
 def format_multispectral(m: dict) -> list[str]:
@@ -525,6 +561,10 @@ def format_multispectral(m: dict) -> list[str]:
                     f"{_pm(a[f'scratch_{e}'])} |")
         rows.append(f"| multispectral | visible net widened to 5 bands, {epochs} more | "
                     f"accuracy {_pm(a[f'widened_{e}'])} |")
+        rows.append(f"| multispectral | widened minus scratch, {epochs}, paired by seed | "
+                    f"accuracy {_pm(m['widened_minus_scratch'][str(e)], sign='+')} |")
+    rows.append(f"| multispectral | 5 bands from scratch minus visible bands, {m['budgets'][-1]} "
+                f"epochs, paired by seed | accuracy {_pm(m['five_minus_visible'], sign='+')} |")
     rows.append("| multispectral | band importance (accuracy drop, first seed) | " + ", ".join(
         f"{b} {v:.3f}" for b, v in m["band_importance"].items()) + " |")
     return rows
@@ -542,13 +582,14 @@ FUSION_NAMES = {"spatial": "spatial stream alone", "temporal": "temporal stream 
 def format_two_streams(t: dict) -> list[str]:
     rows = []
     for name in FUSIONS:
-        margin = (f", margin over the better stream {t['margin'][name]['mean']:+.3f} ± "
-                  f"{t['margin'][name]['std']:.3f}" if name in t["margin"] else "")
+        margin = (f", margin over the better stream {_pm(t['margin'][name], sign='+')}"
+                  if name in t["margin"] else "")
         rows.append(f"| two-stream | {FUSION_NAMES[name]} | accuracy "
                     f"{_pm(t['accuracy'][name])}{margin} |")
-    d = t["probabilities_minus_logits"]
-    rows.append(f"| two-stream | probabilities minus logits, paired by seed | accuracy "
-                f"{d['mean']:+.3f} ± {d['std']:.3f} |")
+    for key, name in (("probabilities_minus_logits", "probabilities minus logits"),
+                      ("probabilities_minus_logits_loud", "control: probabilities minus logits"),
+                      ("early_minus_probabilities", "early fusion minus fusion of probabilities")):
+        rows.append(f"| two-stream | {name}, paired by seed | accuracy {_pm(t[key], sign='+')} |")
     return rows
 
 
@@ -559,8 +600,12 @@ def format_colorization(c: dict) -> list[str]:
         rows.append(f"| colorization | {name} | ab error {_pm(r['ab_error'], 1)} (ball "
                     f"{_pm(r['ab_error_ball'], 1)}), chroma {_pm(r['chroma'], 1)} (ball "
                     f"{_pm(r['chroma_ball'], 1)}) |")
-    rows.append(f"| colorization | true colours | chroma {c['truth']['chroma']:.1f} (ball "
-                f"{c['truth']['chroma_ball']:.1f}) |")
+    d = c["classification_minus_regression"]
+    rows.append(f"| colorization | classification minus regression, paired by seed | ab error "
+                f"{_pm(d['ab_error'], 1, '+')} (ball {_pm(d['ab_error_ball'], 1, '+')}), chroma "
+                f"{_pm(d['chroma'], 1, '+')} (ball {_pm(d['chroma_ball'], 1, '+')}) |")
+    rows.append(f"| colorization | true colours | chroma {_pm(c['truth']['chroma'], 1)} (ball "
+                f"{_pm(c['truth']['chroma_ball'], 1)}) |")
     return rows
 
 
@@ -571,6 +616,12 @@ def format_cross_modal(x: dict) -> list[str]:
         rows.append(f"| cross-modal | {name} training | images {_pm(r['image_accuracy'])}, "
                     f"drawings {_pm(r['drawing_accuracy'])}, retrieval top-1 "
                     f"{_pm(r['retrieval_top1'])}, same class {_pm(r['retrieval_same_class'])} |")
+    d = x["paired_minus_unpaired"]
+    rows.append(f"| cross-modal | paired minus unpaired, by seed | images "
+                f"{_pm(d['image_accuracy'], sign='+')}, drawings "
+                f"{_pm(d['drawing_accuracy'], sign='+')}, retrieval top-1 "
+                f"{_pm(d['retrieval_top1'], sign='+')}, same class "
+                f"{_pm(d['retrieval_same_class'], sign='+')} |")
     return rows
 
 
@@ -579,8 +630,10 @@ FORMATS = {"multispectral": format_multispectral, "two_stream": format_two_strea
 
 
 def format_results(res: dict, sections: Sequence[str] = tuple(RUNNERS)) -> str:
-    """The measured numbers (mean ± standard deviation over the seeds) as a markdown table."""
-    rows = ["| experiment | setting | result (mean ± std over the seeds) |", "|---|---|---|"]
+    """The measured numbers (mean ± half-width of its 95 % t-interval over the seeds) as a
+    markdown table."""
+    rows = ["| experiment | setting | result (mean ± 95 % interval over the seeds) |",
+            "|---|---|---|"]
     for section in sections:
         rows += FORMATS[section](res[section])
     return "\n".join(rows)

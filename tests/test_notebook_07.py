@@ -137,7 +137,7 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
     assert all(min(t["margin"][k]["values"]) > 0 for k in ("probabilities", "logits", "early"))
     c = res["colorization"]
     assert len(c["regression"]["chroma"]["values"]) == len(COLOR_SEEDS)
-    assert c["truth"]["chroma_ball"] > c["classification"]["chroma_ball"]["mean"]
+    assert c["truth"]["chroma_ball"]["mean"] > c["classification"]["chroma_ball"]["mean"]
     x = res["cross_modal"]
     assert x["paired"]["drawing_accuracy"]["mean"] > x["unpaired"]["drawing_accuracy"]["mean"] + 0.3
     assert {len(v) for v in c["examples"].values()} == {6}
@@ -145,6 +145,55 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
     text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
     for row in format_results(res).splitlines()[2:]:
         assert row in text, f"the notebook does not quote the cached result {row}"
+
+
+def test_cached_differences_are_paired_by_seed_with_t_intervals():
+    """Every claimed difference is stored per seed with the half-width of its 95 % t-interval,
+    and matches the difference of the two settings' per-seed values."""
+    from sit471.transfer import mean_ci
+
+    res = json.loads((FOLDER / "results.json").read_text())
+    m, t = res["multispectral"], res["two_stream"]
+    c, x = res["colorization"], res["cross_modal"]
+    pairs = [(m["widened_minus_scratch"][str(e)], m["accuracy"][f"widened_{e}"],
+              m["accuracy"][f"scratch_{e}"]) for e in m["budgets"]]
+    pairs += [(t["probabilities_minus_logits"], t["accuracy"]["probabilities"],
+               t["accuracy"]["logits"]),
+              (t["early_minus_probabilities"], t["accuracy"]["early"],
+               t["accuracy"]["probabilities"])]
+    pairs += [(c["classification_minus_regression"][k], c["classification"][k],
+               c["regression"][k]) for k in ("chroma", "ab_error_ball")]
+    pairs += [(x["paired_minus_unpaired"]["drawing_accuracy"], x["paired"]["drawing_accuracy"],
+               x["unpaired"]["drawing_accuracy"])]
+    for diff, a, b in pairs:
+        assert np.allclose(diff["values"], np.subtract(a["values"], b["values"]))
+        mean, half = mean_ci(diff["values"])
+        assert np.isclose(diff["mean"], mean) and np.isclose(diff["ci"], half)
+    assert t["probabilities_minus_logits"]["ci"] > 0  # an interval, not a single run
+
+
+def test_each_seed_draws_its_own_data(monkeypatch):
+    """A runner's seeds vary the data, not only the starting weights: every training seed asks
+    the generators for other training and test data (and the test data never equal the
+    training data)."""
+    from sit471 import multi
+    from sit471.reference.experiments import tools
+
+    asked = []
+    for name in ("tiles", "clips", "color_scenes", "shape_pairs"):
+        make = getattr(multi, name)
+
+        def spy(n, seed=0, make=make, name=name):
+            asked.append((name, seed))
+            return make(n, seed=seed)
+
+        monkeypatch.setattr(multi, name, spy)
+    every = tools("multi")
+    for runner in multi.RUNNERS.values():
+        runner(every, scale=0.005, seeds=(0, 1), log=lambda s: None)
+    for name in ("tiles", "clips", "color_scenes", "shape_pairs"):
+        seeds = [seed for n, seed in asked if n == name]
+        assert len(seeds) >= 4 and len(set(seeds)) == len(seeds), (name, seeds)
 
 
 def test_each_experiment_has_its_cell_and_a_hand_graded_question_after_it():
