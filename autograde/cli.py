@@ -14,6 +14,7 @@ from pathlib import Path
 
 from autograde.course import CourseError, assignments, find_course_root
 from autograde.submissions import DEFAULT_ZIP_REGEXP
+from autograde.timeline import mark
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mark("main: start")
     args = _parser().parse_args(argv)
     try:
         root = args.course.resolve() if args.course else find_course_root()
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
                                regexp=args.regexp, due=args.due, sandbox=not args.no_sandbox,
                                pool=pool, db=args.db, cluster=args.cluster)
+            mark("main: done")
             print(report.table())
             print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")

@@ -223,7 +223,7 @@ def grade_task(shared: dict[str, bytes], name: str, student: str, files: dict[st
         _write_tree(root, shared)
         _private_config(root)
         _write_tree(root / "submitted" / student / name, files)
-        _, error = _grade_student(str(root), name, student, sandboxed)
+        _, error = _grade_student(str(root), name, student, sandboxed, warm_next=True)
         log = root / "logs" / f"{student}.log"
         return {
             "error": error,

@@ -40,6 +40,7 @@ from traitlets import Integer
 
 from autograde import kernels, verdict
 from autograde.kernels import CASES_FILE, SANDBOX, LimitedKernelManager
+from autograde.timeline import mark
 from sit471.channel import CASES_ENV, write_cases
 
 __all__ = ["CASES_FILE", "SANDBOX", "LimitedExecute", "LimitedKernelManager"]
@@ -96,7 +97,8 @@ class LimitedExecute(Execute):
         grading = resources.get("nbgrader", {})
         tests = verdict.hidden_tests(grading["assignment"]) if "assignment" in grading else None
         wanted = self.kernel_manager_for(nb)
-        self._warm = kernels.take(wanted.settings_key()) if km is None else None
+        self._warm = (kernels.take(wanted.settings_key(), self.kernel_arguments())
+                      if km is None else None)
         folder = (nullcontext(self._warm.submission) if self._warm is not None
                   else tempfile.TemporaryDirectory(prefix="sit471-kernel-"))
         try:
@@ -118,6 +120,7 @@ class LimitedExecute(Execute):
                     nb, resources = super().preprocess(
                         nb, resources=resources,
                         km=self._warm.km if self._warm is not None else km)
+                    mark("worker: cells run")
                 finally:
                     metadata["path"] = original
                     os.environ.pop(CASES_ENV, None)
@@ -142,6 +145,7 @@ class LimitedExecute(Execute):
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
+        mark("worker: kernel ready" + (" (warm)" if self._warm is not None else ""))
         if self._warm is not None and self.km is self._warm.km:
             # the warm kernel takes its submission before the first cell (kernels.DELIVER)
             msg_id = kc.execute(self._warm.deliver_code(), silent=True, store_history=False,
@@ -202,17 +206,13 @@ class LimitedExecute(Execute):
 
 
 def prestart_kernel(root: Path, assignment: str) -> None:
-    """Start this worker's next kernel for ``assignment`` of the course copy at ``root`` now
-    (a warm kernel, ``autograde/kernels.py``), unless the course turned warm kernels off."""
+    """Start this worker's next kernel for ``assignment`` of the course copy at ``root`` now,
+    with the course's settings (a warm kernel, ``autograde/kernels.py``)."""
     from autograde.course import load_config
 
     executor = LimitedExecute(config=load_config(root))
     notebooks = sorted((root / "source" / assignment).glob("*.ipynb"))
-    if not notebooks:
-        return
-    nb = NotebookNode(json.loads(notebooks[0].read_text()))
-    km = executor.kernel_manager_for(nb)
-    if not km.warm_kernels:
-        return
-    env = {**os.environ, "NBGRADER_EXECUTION": "autograde"}
-    kernels.prestart(km, kernels.preload_modules(notebooks), env, executor.kernel_arguments())
+    if notebooks:
+        nb = NotebookNode(json.loads(notebooks[0].read_text()))
+        kernels.prestart_for(root, assignment, executor.kernel_manager_for(nb),
+                             executor.kernel_arguments())

@@ -53,8 +53,10 @@ from autograde.course import (
     use_in_process_alembic,
 )
 from autograde.integrity import scan
+from autograde.kernels import worker_setup
 from autograde.sanitize import repair
 from autograde.submissions import DEFAULT_ZIP_REGEXP, collect
+from autograde.timeline import mark
 from autograde.workers import start_pool
 
 use_in_process_alembic()  # a new gradebook in 0.1 s instead of 4 (see course.py)
@@ -125,14 +127,6 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def worker_setup(sandboxed: bool = True) -> None:
-    """A grading worker's settings: sandbox or not, one math thread per kernel (parallel
-    graders share the cores instead of fighting over them)."""
-    execute.SANDBOX["on"] = sandboxed
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def _grade_student(
     work_root: str, name: str, student: str, sandboxed: bool = True, warm_next: bool = False,
 ) -> tuple[str, str | None]:
@@ -144,17 +138,20 @@ def _grade_student(
     the grading copy, so the terminal shows only progress.
     """
     root = Path(work_root)
+    mark(f"worker: {student}: start")
     worker_setup(sandboxed)
     (root / "logs").mkdir(exist_ok=True)
     verdict.GRADING_SECRET = (root / SECRET_FILE).read_text().strip()
     with _output_to(root / "logs" / f"{student}.log"):
         warnings.simplefilter("ignore", SAWarning)
         result = run_step(root, "autograde", name, student)
+        mark(f"worker: {student}: autograded")
         if warm_next:
             prestart(root, name)
         if not result["success"]:
             return student, failure_reason(result)
         feedback = run_step(root, "generate_feedback", name, student)
+        mark(f"worker: {student}: feedback written")
         if not feedback["success"]:
             return student, "feedback could not be generated: " + failure_reason(feedback)
     return student, None
@@ -447,10 +444,12 @@ def grade(
     else:
         # workers start, import nbgrader and start their first kernel while we prepare
         runner = start_pool(jobs, warm=(course_root, name, sandbox))
+    mark("main: imported")
     with runner as workers:
         _backup_gradebook(out / "nbgrader")
         work, students, notes, flags = _prepare(course_root, name, submissions, out, regexp, due,
                                                 db)
+        mark("main: prepared")
         # A submission without any of the assignment's notebooks scores 0 with the note
         # from collect(); nbgrader is not asked to grade it.
         expected = [p.name for p in (work / "release" / name).glob("*.ipynb")]
@@ -463,6 +462,7 @@ def grade(
         else:
             failures = _run_graders(workers, work, name, gradable, progress, sandbox)
 
+    mark("main: all graded")
     db_url = gradebook_url(work)
     report = _collect_results(work, name, students, db_url)
     for result in report.students:
@@ -471,6 +471,7 @@ def grade(
             [f"grading failed: {failures[result.student]}"] if result.student in failures else []
         ) + result.reasons
     _write_outputs(work, out, name, report, db_url)
+    mark("main: outputs written")
     return report
 
 

@@ -182,10 +182,12 @@ class LimitedKernelManager(AsyncKernelManager):
 
 
 class WarmKernel:
-    """A started kernel waiting for its submission: its manager and its own folders."""
+    """A started kernel waiting for its submission: its manager, its command-line arguments
+    and its own folder."""
 
-    def __init__(self, km: LimitedKernelManager, folder: str) -> None:
+    def __init__(self, km: LimitedKernelManager, arguments: list[str], folder: str) -> None:
         self.km = km
+        self.arguments = arguments
         self.folder = folder  # holds submission/, the kernel's submission folder
 
     @property
@@ -211,6 +213,37 @@ class WarmKernel:
 
 
 _warm: list[WarmKernel] = []  # at most one per process
+
+
+def worker_setup(sandboxed: bool = True) -> None:
+    """A grading worker's settings: sandbox or not, one math thread per kernel (parallel
+    graders share the cores instead of fighting over them)."""
+    SANDBOX["on"] = sandboxed
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+#: the kernel's arguments nbclient gives by default (no history file)
+DEFAULT_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def prestart_for(root: Path, assignment: str, km: LimitedKernelManager | None = None,
+                 arguments: list[str] = DEFAULT_ARGUMENTS) -> None:
+    """Start this process's next kernel for ``assignment`` of the course at ``root``: with
+    ``km`` (the course's settings) and ``arguments``, or else with the default settings —
+    which a worker can do before it has imported nbgrader, the course's configuration being
+    a Python file that imports it (:func:`take` then uses it only if they are the course's).
+    """
+    notebooks = sorted((root / "source" / assignment).glob("*.ipynb"))
+    if not notebooks:
+        return
+    if km is None:
+        spec = json.loads(notebooks[0].read_text()).get("metadata", {}).get("kernelspec", {})
+        km = LimitedKernelManager(**({"kernel_name": spec["name"]} if "name" in spec else {}))
+    if not km.warm_kernels:
+        return
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde"}
+    prestart(km, preload_modules(notebooks), env, arguments)
 
 
 def preload_modules(notebooks: list[Path]) -> list[str]:
@@ -249,7 +282,7 @@ def prestart(km: LimitedKernelManager, preload: list[str], env: dict[str, str],
     discard()
     folder = tempfile.mkdtemp(prefix="sit471-warm-")
     os.chmod(folder, 0o755)
-    warm = WarmKernel(km, folder)
+    warm = WarmKernel(km, list(extra_arguments), folder)
     os.mkdir(warm.submission)
     _warm.append(warm)
     km.preload_script = PRELOAD.format(names=list(preload))
@@ -266,13 +299,15 @@ def _shut_down_at_exit() -> None:
     Finalize(None, discard, exitpriority=10)
 
 
-def take(key: tuple) -> WarmKernel | None:
-    """This process's warm kernel if its settings are ``key`` (then it is yours to shut
-    down), else None; a warm kernel of other settings, or one that died, is shut down."""
+def take(key: tuple, arguments: list[str]) -> WarmKernel | None:
+    """This process's warm kernel if its settings are ``key`` and its command-line arguments
+    ``arguments`` (then it is yours to shut down), else None; a warm kernel of other
+    settings, or one that died, is shut down."""
     if not _warm:
         return None
     warm = _warm.pop()
-    if warm.km.settings_key() == key and run_sync(warm.km.is_alive)():
+    if (warm.km.settings_key() == key and warm.arguments == list(arguments)
+            and run_sync(warm.km.is_alive)()):
         return warm
     warm.shutdown()
     return None

@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 from pebble import ProcessPool
 
+from autograde.timeline import mark
+
 
 def warm_up(course: str | None = None, name: str | None = None, sandboxed: bool = True) -> None:
-    """A worker's first task: import what grading needs, before a submission arrives; given
-    the course root and an assignment, start the worker's first kernel for it."""
-    from autograde import grade
-
+    """A worker's first task: given the course root and an assignment, start the worker's
+    first kernel for it (before the imports, so that the two overlap); then import what
+    grading needs, before a submission arrives."""
     if name is not None:
-        grade.worker_setup(sandboxed)
-        grade.prestart(Path(course), name)
+        from autograde import kernels
+
+        kernels.worker_setup(sandboxed)
+        try:
+            kernels.prestart_for(Path(course), name)
+        except Exception as exc:  # grading then starts its kernels itself
+            print(f"sit471: no warm kernel: {type(exc).__name__}: {exc}", file=sys.stderr)
+        mark("worker: first kernel launched")
+    import autograde.grade  # noqa: F401
+
+    mark("worker: imported")
 
 
 def start_pool(jobs: int | None = None,

@@ -87,7 +87,7 @@ def test_a_warm_kernel_is_used_and_its_preloads_bind_no_name(mode, tmp_path):
     warm = _warm(executor, nb, ["numpy"])
     used = []
     take = kernels.take
-    kernels.take = lambda key: used.append(take(key)) or used[-1]
+    kernels.take = lambda *key: used.append(take(*key)) or used[-1]
     try:
         executor.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
     finally:
@@ -141,14 +141,16 @@ def test_a_warm_kernel_for_the_course_fits_its_grading(tmp_path):
     if sandbox.unavailable_reason():
         pytest.skip(sandbox.unavailable_reason())
     work = make_work_root(COURSE, tmp_path / "work", NAME)
-    try:
-        prestart_kernel(work, NAME)
-        notebook = next((work / "source" / NAME).glob("*.ipynb"))
-        nb = nbformat.read(notebook, as_version=4)
-        executor = LimitedExecute(config=load_config(work))
-        assert kernels.take(executor.kernel_manager_for(nb).settings_key()) is not None
-    finally:
-        kernels.discard()
+    for start in (prestart_kernel, kernels.prestart_for):  # with the course's settings, and
+        try:                                              # with the defaults, before imports
+            start(work, NAME)
+            notebook = next((work / "source" / NAME).glob("*.ipynb"))
+            nb = nbformat.read(notebook, as_version=4)
+            executor = LimitedExecute(config=load_config(work))
+            key = executor.kernel_manager_for(nb).settings_key()
+            assert kernels.take(key, executor.kernel_arguments()) is not None, start
+        finally:
+            kernels.discard()
 
 
 def test_a_grading_worker_leaves_no_warm_kernel_behind():
