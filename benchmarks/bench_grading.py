@@ -9,7 +9,11 @@ Reports, for submissions of 01_backprop (the demo's four variants in turn):
   submissions at ``--jobs 1``, minus the notebook's execution time (nbclient, fresh kernel);
 * what the sandbox costs (16 at ``--jobs 2`` with ``--no-sandbox``) and what the grader's
   verdicts cost (cases and checks of one submission, timed in this process);
-* plain ``nbgrader autograde`` on the same 16 submissions (no sandbox, no feedback).
+* what warm kernels save (16 at ``--jobs 2`` with ``c.LimitedKernelManager.warm_kernels =
+  False`` in a copy of the course);
+* plain ``nbgrader autograde`` on the same 16 submissions (no sandbox, no feedback);
+* where the fixed cost goes: the phases of the one-submission regrade, from the marks the
+  main process, the worker and the kernel leave in ``$SIT471_TIMELINE``.
 
     PYTHONPATH=. python benchmarks/bench_grading.py [--out benchmarks/results/grading.md]
 """
@@ -28,7 +32,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograde.course import find_course_root, make_work_root, run_step
+from autograde import timeline
+from autograde.course import CONFIG_FILE, find_course_root, make_work_root, run_step
 from autograde.demo import VARIANTS, write_submissions
 from autograde.verdict import hidden_tests, judge, take_results
 from benchmarks.notebook_times import time_execution
@@ -46,11 +51,27 @@ def _submissions(demo: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-def _grade(subs: Path, out: Path, jobs: int, *flags: str) -> float:
+def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = None) -> float:
     start = time.perf_counter()
     subprocess.run([*SIT471, "grade", NAME, str(subs), "--jobs", str(jobs), "--out", str(out),
-                    *flags], check=True, capture_output=True)
+                    *flags], check=True, capture_output=True, env=env)
     return time.perf_counter() - start
+
+
+def _profile(subs: Path, out: Path) -> tuple[float, list[str]]:
+    """One regrade of one submission with a timeline: (seconds, a line per mark)."""
+    path = out.parent / "timeline.txt"
+    seconds = _grade(subs, out, 1, env={**os.environ, timeline.ENV: str(path)})
+    marks = timeline.read(str(path))
+    main_pid = marks[0][1]
+    lines, before = [], 0.0
+    for t, pid, label in marks:
+        lines.append(f"| {t:.2f} | +{t - before:.2f} | {'main' if pid == main_pid else 'worker'}"
+                     f" | {label.split(': ', 1)[-1]} |")
+        before = t
+    lines.append(f"| {seconds:.2f} | +{seconds - before:.2f} | main | process exit (the "
+                 "workers' shutdown, the interpreter's) |")
+    return seconds, lines
 
 
 def _verdict_cost(reference: Path, tmp: Path) -> tuple[float, float]:
@@ -97,6 +118,14 @@ def main() -> None:
                 t[f"{n} submissions, --jobs {jobs}"] = _grade(subs[n], tmp / f"o{n}-{jobs}", jobs)
         t["16 submissions, --jobs 2, --no-sandbox"] = _grade(
             subs[16], tmp / "o16-nosandbox", 2, "--no-sandbox")
+        cold = tmp / "cold-course"  # the course with warm kernels off
+        shutil.copytree(course, cold, ignore=shutil.ignore_patterns("release", "runs"))
+        with (cold / CONFIG_FILE).open("a") as fh:
+            fh.write("\nc.LimitedKernelManager.warm_kernels = False\n")
+        t["16 submissions, --jobs 2, no warm kernels"] = _grade(
+            subs[16], tmp / "o16-cold", 2, env={**os.environ, "SIT471_COURSE": str(cold)})
+        t["1 submission, --jobs 1, regrade with a timeline"], profile = _profile(
+            subs[1], tmp / "o1")
 
         work = make_work_root(course, tmp / "plain", NAME)  # plain nbgrader, same config
         start = time.perf_counter()
@@ -112,6 +141,7 @@ def main() -> None:
     scale16 = t["16 submissions, --jobs 1"] / t["16 submissions, --jobs 2"]
     slope = (t["16 submissions, --jobs 1"] - t["1 submission, --jobs 1, new output folder"]) / 15
     sandbox = (t["16 submissions, --jobs 2"] - t["16 submissions, --jobs 2, --no-sandbox"]) / 16
+    warm = (t["16 submissions, --jobs 2, no warm kernels"] - t["16 submissions, --jobs 2"]) / 16
     lines = [
         "# Grading speed",
         "",
@@ -131,11 +161,19 @@ def main() -> None:
         f"- cost per additional submission at `--jobs 1` (slope from 1 to 16): {slope:.2f} s, "
         f"of which {slope - execution:.2f} s beyond the notebook's own run",
         f"- the sandbox: {sandbox:+.2f} s per submission at `--jobs 2` (16 with vs without)",
+        f"- warm kernels save {warm:.2f} s per submission at `--jobs 2` (16 without vs with)",
         f"- the grader's verdicts per submission: {drawn * 1000:.0f} ms to draw the cases, "
         f"{judged * 1000:.0f} ms to judge the outputs",
         f"- plain nbgrader, 16 sequential: "
         f"{t['16 submissions, plain nbgrader autograde (sequential)'] / 16:.2f} s per submission "
         f"(no sandbox, no verdicts, no feedback)",
+        "",
+        "Where the one-submission regrade's time goes (marks in `$SIT471_TIMELINE`: time since "
+        "the command started, since the mark before, process, what had just finished):",
+        "",
+        "| s | step | process | mark |",
+        "|---:|---:|---|---|",
+        *profile,
     ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
