@@ -64,8 +64,9 @@ del _sit471_preload
 """
 
 #: Sent to a warm kernel (silently: no output, no history, no execution count) before the
-#: first cell: the submission's files into the working directory, then fresh import caches
-#: so that the student's own modules among them are found.
+#: first cell: the submission's files into the working directory, fresh import caches so
+#: that the student's own modules among them are found, and no cases file named when this
+#: run has none (as a kernel started for the submission would have it).
 DELIVER = """\
 def _sit471_deliver(source):
     import importlib
@@ -74,6 +75,8 @@ def _sit471_deliver(source):
     if source != os.getcwd():
         shutil.copytree(source, os.getcwd(), symlinks=True, dirs_exist_ok=True)
     importlib.invalidate_caches()
+    if not os.path.isfile(os.environ.get("SIT471_CASES", "")):
+        os.environ.pop("SIT471_CASES", None)
 
 
 _sit471_deliver({source!r})

@@ -81,7 +81,7 @@ def test_a_warm_kernel_is_used_and_its_preloads_bind_no_name(mode, tmp_path):
         "import sys\nprint('numpy' in sys.modules, 'numpy' in dir(), 'np' in dir(),"
         " [n for n in dir() if 'sit471' in n])",
         "np.zeros(1)",  # a notebook that forgot `import numpy as np` fails as in a fresh kernel
-        "import numpy as np\nprint(np.zeros(2).sum())",
+        "import numpy as np, os\nprint(np.zeros(2).sum(), os.environ.get('SIT471_CASES'))",
     )
     executor = _executor()
     warm = _warm(executor, nb, ["numpy"])
@@ -95,7 +95,7 @@ def test_a_warm_kernel_is_used_and_its_preloads_bind_no_name(mode, tmp_path):
     assert used == [warm]
     assert _text(nb.cells[0]).split() == ["True", "False", "False", "[]"]
     assert _errors(nb.cells[1]) == ["NameError"]
-    assert _text(nb.cells[2]).strip() == "0.0"
+    assert _text(nb.cells[2]).split() == ["0.0", "None"]  # no hidden tests: no cases file
     assert not kernels._warm and not Path(warm.folder).exists()
 
 
