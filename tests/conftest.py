@@ -86,6 +86,29 @@ def repo() -> Path:
     return REPO
 
 
+# The slowest single tests: they start first, so that no worker is left running one of them
+# alone at the end of a parallel run (pytest -n 2).
+SLOW_FIRST = ("tests/test_notebooks.py::test_source_notebook_runs_and_passes_every_test",
+              "tests/test_hub.py::")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup`` (pytest-xdist): the tests of a module that read a module- or
+    session-scoped fixture of that module run on one worker (group: the module's path), so
+    that the fixture is computed once and no worker waits for another's (a test that already
+    has an ``xdist_group`` mark keeps it); and the slowest tests start first."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        for name in item.fixturenames:
+            defs = item._fixtureinfo.name2fixturedefs.get(name) or ()
+            if defs and defs[-1].scope != "function" and defs[-1].baseid.endswith(".py"):
+                item.add_marker(pytest.mark.xdist_group(defs[-1].baseid))
+                break
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
+
+
 def shared(tmp_path_factory, name: str, compute: Callable[[Path], object]) -> object:
     """Compute an expensive result once per test session, even across xdist workers.
 

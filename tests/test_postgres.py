@@ -80,6 +80,7 @@ def _scores(url: str) -> dict[tuple[str, str], float]:
                 for a in gb.assignments for s in a.submissions}
 
 
+@pytest.mark.xdist_group("tests/test_grading.py")  # on the worker that grades its batch
 def test_postgres_gives_the_sqlite_exports_and_regrading_is_idempotent(
         postgres, sqlite_run, tmp_path):
     _, sqlite_out, subs = sqlite_run
