@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import datetime
 
-from conftest import COURSE, REPO
+from conftest import COURSE
+from grading_helpers import EXPECTED_01 as EXPECTED
+from grading_helpers import cli, grades, kill_after_first_student_then_rerun
 
 from autograde.demo import write_submissions
 from autograde.grade import grade
 
 NAME = "01_backprop"
-EXPECTED = {"reference": 15.0, "blank": 0.0, "partial": 7.0, "broken": 9.0}
-
-
-def _grades(out):
-    with (out / "grades.csv").open() as fh:
-        return {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)}
-
 
 def test_late_submission_loses_ten_percent_per_started_day(tmp_path):
     subs = tmp_path / "subs"
@@ -37,7 +26,7 @@ def test_late_submission_loses_ten_percent_per_started_day(tmp_path):
     assert scores["reference"].score == 12.0  # 2 started days: 20 % of 15
     assert "late by 34.0 h: 3 points deducted" in scores["reference"].reasons
     assert scores["partial"].score == 7.0
-    assert _grades(out) == {**EXPECTED, "reference": 12.0}
+    assert grades(out) == {**EXPECTED, "reference": 12.0}
     summary = (out / f"summary-{NAME}.txt").read_text()
     assert "test_sigmoid: mean 0.75 / 1" in summary
     assert "NotImplementedError: not answered yet" in summary
@@ -47,33 +36,7 @@ def test_a_killed_run_completes_on_the_next_run_with_the_same_grades(tmp_path):
     subs = tmp_path / "subs"
     write_submissions(COURSE, NAME, subs)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "autograde.cli",
-        "grade",
-        NAME,
-        str(subs),
-        "--out",
-        str(out),
-        "--jobs",
-        "1",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for line in proc.stderr:  # kill the whole process group after the first student
-        if "1/4 graded" in line:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)
-    assert not (out / "grades.csv").exists(), "the killed run should not have finished"
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    cmd = cli("grade", NAME, str(subs), "--out", str(out), "--jobs", "1")
+    again = kill_after_first_student_then_rerun(cmd, out)
     assert again.returncode == 0, again.stderr
-    assert _grades(out) == EXPECTED
+    assert grades(out) == EXPECTED

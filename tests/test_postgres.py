@@ -7,15 +7,13 @@ after them; without Debian's `postgresql` package they fail, naming it.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 from conftest import COURSE, REPO, shared
+from grading_helpers import EXPECTED_01 as EXPECTED
+from grading_helpers import cli, grades, kill_after_first_student_then_rerun
 from postgres_server import PACKAGE_HINT, Server
 from test_grading import _grade_batch
 
@@ -24,7 +22,6 @@ from autograde.grade import SECRET_FILE, grade
 
 NAME = "01_backprop"
 OTHER = "03_cnn_layers"
-EXPECTED = {"reference": 15.0, "blank": 0.0, "partial": 7.0, "broken": 9.0}
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +50,6 @@ def use_secret(out, secret: str | None = None, like=None) -> None:
 
 
 SECRET = "sit471-tests-" + "0" * 51
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "autograde.cli", *args]
 
 
 def _rows(url: str) -> dict[str, int]:
@@ -109,7 +102,7 @@ def test_two_assignments_graded_at_once_into_one_database_lose_no_row(postgres, 
             shutil.rmtree(tmp_path / name / variant)
         use_secret(tmp_path / f"out-{name}", SECRET)
         procs.append(subprocess.Popen(
-            _cli("grade", name, str(tmp_path / name), "--out", str(tmp_path / f"out-{name}"),
+            cli("grade", name, str(tmp_path / name), "--out", str(tmp_path / f"out-{name}"),
                  "--jobs", "1", "--db", url),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in procs:
@@ -136,20 +129,10 @@ def test_a_killed_run_into_postgres_completes_on_the_next_run(postgres, tmp_path
     out = tmp_path / "out"
     use_secret(out, SECRET)
     url = postgres.database()
-    cmd = _cli("grade", NAME, str(subs), "--out", str(out), "--jobs", "1", "--db", url)
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, start_new_session=True)
-    for line in proc.stderr:  # kill the whole process group after the first student
-        if "1/4 graded" in line:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)
-    assert not (out / "grades.csv").exists(), "the killed run should not have finished"
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    cmd = cli("grade", NAME, str(subs), "--out", str(out), "--jobs", "1", "--db", url)
+    again = kill_after_first_student_then_rerun(cmd, out)
     assert again.returncode == 0, again.stderr
-    with (out / "grades.csv").open() as fh:
-        assert {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)} == EXPECTED
+    assert grades(out) == EXPECTED
     assert _rows(url)["submitted_assignment"] == 4
 
 
