@@ -55,12 +55,16 @@ def test_experiment_runs_without_the_reference(topic, request):
 
 
 def test_staff_command_writes_the_json_the_notebook_reads(tmp_path, capsys):
-    """python -m sit471.reference.experiments TOPIC: the reference answers, one JSON file."""
+    """python -m sit471.reference.experiments TOPIC: the reference answers, one JSON file
+    (dense: the quickest of the topics at a tiny scale), and its table printed."""
+    from sit471 import dense
+
     out = tmp_path / "results.json"
-    assert experiments.main(["multi", "--scale", "0.005", "--out", str(out)]) == 0
+    assert experiments.main(["dense", "--scale", "0.005", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["settings"]["scale"] == 0.005
-    assert "| multispectral |" in capsys.readouterr().out
+    table = dense.format_results(res)
+    assert table.count("\n") >= 3 and table in capsys.readouterr().out
     assert {t: Path(f).parent.name for t, (_, _, f) in experiments.TOOLS.items()} == {
         "label_number": "05_label_number", "dense": "06_dense", "multi": "07_multi_branch",
         "audio": "08_audio_beats", "parsing": "09_parsing"}
