@@ -134,7 +134,7 @@ def test_table_lists_every_student_and_test(graded):
 def test_grading_again_is_idempotent(graded):
     report, out, subs = graded
     before = (out / "grades.csv").read_text()
-    again = grade(COURSE, NAME, subs, out, jobs=1, progress=False)
+    again = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
     assert (out / "grades.csv").read_text() == before
     assert [(s.student, s.score) for s in again.students] == [
         (s.student, s.score) for s in report.students
