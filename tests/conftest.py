@@ -73,6 +73,16 @@ def execute(
     return nb
 
 
+def assert_quoted(notebook: Path, table: str, min_rows: int = 1) -> None:
+    """Every row of the markdown ``table`` (its header left out) stands in ``notebook``'s
+    text, and it has at least ``min_rows`` rows: a notebook quotes its cached results."""
+    text = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells)
+    rows = [r for r in table.splitlines() if r.startswith("| ")][1:]
+    assert len(rows) >= min_rows, f"{len(rows)} rows, expected at least {min_rows}"
+    for row in rows:
+        assert row in text, f"the notebook does not quote the cached result {row}"
+
+
 def errors(cell: nbformat.NotebookNode) -> list[str]:
     return [
         f"{o['ename']}: {o['evalue']}"

@@ -84,10 +84,14 @@ def test_gzip_recognised_by_content_and_str_path(tmp_path):
     np.testing.assert_array_equal(read_idx(str(path)), array)
 
 
-def test_wrong_magic(tmp_path):
+@pytest.mark.parametrize("magic, message", [
+    (b"\x01\x02\x08\x01", "not an IDX file: wrong magic number 0x01020801"),
+    (b"\x00\x00\x07\x01", "unknown IDX type code 0x07"),
+], ids=["wrong_magic", "unknown_type_code"])
+def test_a_bad_header_is_refused_with_its_reason(tmp_path, magic, message):
     path = tmp_path / "bad"
-    path.write_bytes(b"\x01\x02\x08\x01" + struct.pack(">I", 1) + b"\x00")
-    with pytest.raises(ValueError, match="not an IDX file: wrong magic number 0x01020801"):
+    path.write_bytes(magic + struct.pack(">I", 1) + b"\x00")
+    with pytest.raises(ValueError, match=message):
         read_idx(path)
 
 
@@ -95,13 +99,6 @@ def test_wrong_magic_inside_gzip(tmp_path):
     path = tmp_path / "bad.gz"
     path.write_bytes(gzip.compress(b"PK\x03\x04 not idx"))
     with pytest.raises(ValueError, match="wrong magic number"):
-        read_idx(path)
-
-
-def test_unknown_type_code(tmp_path):
-    path = tmp_path / "bad"
-    path.write_bytes(b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00")
-    with pytest.raises(ValueError, match="unknown IDX type code 0x07"):
         read_idx(path)
 
 

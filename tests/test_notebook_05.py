@@ -18,7 +18,14 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
+from conftest import (
+    COURSE,
+    MistakeKernel,
+    assert_quoted,
+    mistake_kernel,
+    mistake_tests,
+    nbgrader_meta,
+)
 
 matplotlib.use("Agg")
 
@@ -154,11 +161,7 @@ def test_cached_results_are_complete_and_quoted_by_the_notebook():
     assert det["cells_per_object"] == 4
     assert det["after_nms"]["fp"]["mean"] < 0.5 * det["before_nms"]["fp"]["mean"]
     assert results["age"]["mae_l1"]["mean"] < results["age"]["mae_predict_mean"]
-    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
-    rows = [r for r in format_results(results).splitlines() if r.startswith("| ")][1:]
-    assert len(rows) >= 20
-    for row in rows:
-        assert row in text, f"the notebook does not quote the cached result {row}"
+    assert_quoted(NOTEBOOK, format_results(results), min_rows=20)
 
 
 def test_runner_checks_its_inputs_before_training():

@@ -17,7 +17,14 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import COURSE, MistakeKernel, mistake_kernel, mistake_tests, nbgrader_meta
+from conftest import (
+    COURSE,
+    MistakeKernel,
+    assert_quoted,
+    mistake_kernel,
+    mistake_tests,
+    nbgrader_meta,
+)
 
 matplotlib.use("Agg")
 
@@ -164,11 +171,7 @@ def test_cached_results_are_complete_and_quoted_by_the_notebook():
     assert p["ppm"]["mean_iou"]["mean"] > p["local_only"]["mean_iou"]["mean"]
     assert (results["shapes"]["bilinear_init"]["mean_iou"]["mean"]
             > results["shapes"]["random_init"]["mean_iou"]["mean"])
-    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells)
-    rows = [r for r in format_results(results).splitlines() if r.startswith("| ")][1:]
-    assert len(rows) >= 20
-    for row in rows:
-        assert row in text, f"the notebook does not quote the cached result {row}"
+    assert_quoted(NOTEBOOK, format_results(results), min_rows=20)
 
 
 def test_05_and_06_quote_one_direct_regression_baseline():
