@@ -14,8 +14,10 @@ Seeded generators of small grayscale images (N, 1, 32, 32) in [0, 1], nothing do
 Models: :class:`TwoHeads` (pixel head and scene head on one backbone) and :class:`PartNet`
 (part head and object head; local patch or context). :func:`run_experiments` trains every model
 of the notebook with the functions it is given (the notebook's answers) and returns measured
-results; the staff make the notebook's ``results.json`` with the reference answers, from the
-repository: ``python -m sit471.reference.experiments parsing``.
+results, after :func:`tune` has chosen each experiment's learning rate and epochs on validation
+data (GRID); the staff make the notebook's ``results.json`` with the reference answers, from the
+repository: ``python -m sit471.reference.experiments parsing`` (on a busy machine: the
+validation grid 536 s, the test runs about 900 s).
 """
 
 from __future__ import annotations
@@ -199,16 +201,69 @@ def _size(k: int, scale: float) -> int:
     return max(8, int(k * scale))
 
 
-def _two_heads(tools: dict, scale: float, epochs: int, seeds) -> dict:
+# Learning rate and epochs of every experiment, chosen on validation data (:func:`tune`): a
+# fresh draw of each generator (its own seed, VALIDATION_SEEDS), never the test sets. Seed 0
+# only; every setting of an experiment shares its (lr, epochs), picked by the mean of the
+# experiment's validation score (TUNE_SCORE) over its settings. The grid is small: two learning
+# rates, and the score read after half and after all of the epochs in one training run.
+GRID = {"two_heads": ((2e-3, 5e-3), (15, 30)), "parts": ((2e-3, 5e-3), (20, 40)),
+        "volumes": ((3e-3, 1e-2), (8, 16)), "dissection": ((2e-3, 5e-3), (10, 20)),
+        "faces": ((2e-3, 5e-3), (15, 30))}
+# the settings used before they were chosen on validation data (set on trial runs)
+BEFORE = {"two_heads": (2e-3, 30), "parts": (5e-3, 40), "volumes": (1e-2, 16),
+          "dissection": (2e-3, 20), "faces": (2e-3, 30)}
+TEST_SEEDS = {"two_heads": 12, "parts": 22, "volumes": 32, "dissection": 42, "faces": 52}
+VALIDATION_SEEDS = {"two_heads": 13, "parts": 23, "volumes": 33, "dissection": 43, "faces": 53}
+
+
+def _train(model: nn.Module, batch_loss: Callable, n: int, epochs: int, lr: float, seed: int,
+           score: Callable[[nn.Module], dict], at: tuple[int, ...], batch_size: int = 64
+           ) -> dict[int, dict]:
+    """The course's small loop (:func:`sit471.trainer.fit_indices`, one thread) with the
+    evaluation ``score(model)`` after each epoch in ``at`` (1-based): {epoch: score}."""
+    from sit471.trainer import fit_indices
+
+    scores: dict[int, dict] = {}
+
+    def after(epoch: int, _losses: list[float]) -> None:
+        if epoch + 1 in at:
+            scores[epoch + 1] = score(model)
+            model.train()
+
+    fit_indices(model, batch_loss, n, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                on_epoch=after)
+    return scores
+
+
+def _record(out: list, scores: dict[int, dict], at: tuple[int, ...]) -> None:
+    """One run: its scores after the last epoch, and after each epoch of ``at`` when several."""
+    run = dict(scores[max(at)])
+    if len(at) > 1:
+        run["by_epoch"] = {str(e): scores[e] for e in at}
+    out.append(run)
+
+
+def _two_heads(tools: dict, scale: float, epochs: int, seeds, lr: float = 2e-3,
+               eval_seed: int = TEST_SEEDS["two_heads"], at: tuple[int, ...] = ()) -> dict:
     from sit471.dense import parsing_scenes
 
-    train, test = parsing_scenes(_size(800, scale), seed=11), parsing_scenes(_size(300, scale),
-                                                                             seed=12)
+    at = at or (epochs,)
+    train = parsing_scenes(_size(800, scale), seed=11)
+    test = parsing_scenes(_size(300, scale), seed=eval_seed)
     xt, yt, kt = (torch.as_tensor(train[k]) for k in ("x", "labels", "kind"))
     configs = {"local, pixels only": (False, 0.0), "pixels only": (True, 0.0)}
     configs.update({f"joint, weight {w:g}": (True, w) for w in SCENE_WEIGHTS})
     configs["scene only"] = (True, "scene")
     out: dict = {name: [] for name in configs}
+
+    def score(model: nn.Module) -> dict:
+        pix, scene = predict(model, test["x"])
+        pred = pix.argmax(1).numpy()
+        stripes = np.isin(test["labels"], (1, 2))
+        return {"mean_iou": tools["mean_iou"](pred, test["labels"], 4),
+                "stripe_accuracy": float((pred == test["labels"])[stripes].mean()),
+                "scene_accuracy": float((scene.argmax(1).numpy() == test["kind"]).mean())}
+
     for name, (context, weight) in configs.items():
         for seed in seeds:
             torch.manual_seed(seed)
@@ -220,23 +275,29 @@ def _two_heads(tools: dict, scale: float, epochs: int, seeds) -> dict:
                     return F.cross_entropy(scene, kt[i])
                 return tools["joint_loss"](pix, yt[i], scene, kt[i], weight)
 
-            fit(model, batch_loss, len(xt), epochs=epochs, lr=2e-3, seed=seed)
-            pix, scene = predict(model, test["x"])
-            pred = pix.argmax(1).numpy()
-            stripes = np.isin(test["labels"], (1, 2))
-            out[name].append({
-                "mean_iou": tools["mean_iou"](pred, test["labels"], 4),
-                "stripe_accuracy": float((pred == test["labels"])[stripes].mean()),
-                "scene_accuracy": float((scene.argmax(1).numpy() == test["kind"]).mean())})
+            _record(out[name], _train(model, batch_loss, len(xt), epochs, lr, seed, score, at),
+                    at)
     return out
 
 
-def _parts(tools: dict, scale: float, epochs: int, seeds) -> tuple[dict, dict]:
-    train, test = part_scenes(_size(600, scale), seed=21), part_scenes(_size(300, scale), seed=22)
+def _parts(tools: dict, scale: float, epochs: int, seeds, lr: float = 5e-3,
+           eval_seed: int = TEST_SEEDS["parts"], at: tuple[int, ...] = ()) -> tuple[dict, dict]:
+    at = at or (epochs,)
+    train = part_scenes(_size(600, scale), seed=21)
+    test = part_scenes(_size(300, scale), seed=eval_seed)
     xt, pt, ot = (torch.as_tensor(train[k]) for k in ("x", "parts", "objects"))
     out: dict = {}
     shown = {"x": [pack(x[0]) for x in test["x"][:4]],
              "parts": [pack(p) for p in test["parts"][:4]]}
+
+    def score(model: nn.Module) -> dict:
+        parts, objects = (t.argmax(1).numpy() for t in predict(model, test["x"]))
+        spots = np.isin(test["parts"], (2, 4))
+        return {"object_miou": tools["mean_iou"](objects, test["objects"], len(OBJECTS)),
+                "part_miou": tools["mean_iou"](parts, test["parts"], len(PARTS)),
+                "consistency": tools["part_consistency"](parts, objects, PART_TO_OBJECT),
+                "spot_accuracy": float((parts == test["parts"])[spots].mean())}
+
     for name, context in (("local patch", False), ("context", True)):
         out[name] = []
         for seed in seeds:
@@ -247,26 +308,23 @@ def _parts(tools: dict, scale: float, epochs: int, seeds) -> tuple[dict, dict]:
                 parts, objects = m(xt[i])
                 return F.cross_entropy(parts, pt[i]) + F.cross_entropy(objects, ot[i])
 
-            fit(model, batch_loss, len(xt), epochs=epochs, lr=5e-3, seed=seed)
-            parts, objects = (t.argmax(1).numpy() for t in predict(model, test["x"]))
-            spots = np.isin(test["parts"], (2, 4))
-            out[name].append({
-                "object_miou": tools["mean_iou"](objects, test["objects"], len(OBJECTS)),
-                "part_miou": tools["mean_iou"](parts, test["parts"], len(PARTS)),
-                "consistency": tools["part_consistency"](parts, objects, PART_TO_OBJECT),
-                "spot_accuracy": float((parts == test["parts"])[spots].mean())})
+            _record(out[name], _train(model, batch_loss, len(xt), epochs, lr, seed, score, at),
+                    at)
             if seed == seeds[0]:
-                shown[name] = [pack(p) for p in parts[:4]]
+                shown[name] = [pack(p) for p in predict(model, test["x"][:4])[0].argmax(1).numpy()]
         out["parameters"] = out.get("parameters", {})
         out["parameters"][name] = n_parameters(PartNet(context=context))
     return out, shown
 
 
-def _volumes(tools: dict, scale: float, epochs: int, seeds) -> tuple[dict, dict]:
+def _volumes(tools: dict, scale: float, epochs: int, seeds, lr: float = 1e-2,
+             eval_seed: int = TEST_SEEDS["volumes"], at: tuple[int, ...] = ()
+             ) -> tuple[dict, dict]:
     from sit471 import volumes as vol
 
+    at = at or (epochs,)
     train = vol.brain_volumes(_size(48, scale), seed=31)
-    test = vol.brain_volumes(_size(16, scale), seed=32)
+    test = vol.brain_volumes(_size(16, scale), seed=eval_seed)
     dice_loss = tools["soft_dice_loss"]
     configs = {
         "3-D, cross-entropy": (lambda: vol.Net3D(), F.binary_cross_entropy_with_logits),
@@ -283,55 +341,74 @@ def _volumes(tools: dict, scale: float, epochs: int, seeds) -> tuple[dict, dict]
     slices = (z - 2, z, z + 2)
     shown = {"slices": list(slices), "x": [pack(test["x"][v, 0, s]) for s in slices],
              "target": [pack(truth[v, s]) for s in slices]}
+    xt = torch.as_tensor(train["x"])
+    tt = torch.as_tensor(train["target"][:, None]).float()
+
+    def score(model: nn.Module) -> dict:
+        pred = vol.predict_volumes(model, test["x"]) > 0.5
+        found, total = tools["lesion_detection_rate"](pred, lesions)
+        return {"dice": [float(d) for d in tools["dice"](pred, truth)],
+                "detected": int(found), "lesions": int(total),
+                "false_positive_voxels": int((pred & ~truth).sum() / len(pred)),
+                "voxel_accuracy": float((pred == truth).mean())}
+
     for name, (make, loss) in configs.items():
         out[name] = []
         out["parameters"][name] = vol.n_parameters(make())
         for seed in seeds:
             torch.manual_seed(seed)
             model = make()
-            vol.train_volume_net(model, train, loss, epochs=epochs, seed=seed)
-            pred = vol.predict_volumes(model, test["x"]) > 0.5
-            found, total = tools["lesion_detection_rate"](pred, lesions)
-            out[name].append({"dice": [float(d) for d in tools["dice"](pred, truth)],
-                              "detected": int(found), "lesions": int(total),
-                              "false_positive_voxels": int((pred & ~truth).sum() / len(pred)),
-                              "voxel_accuracy": float((pred == truth).mean())})
+            _record(out[name], _train(model, lambda m, i, loss=loss: loss(m(xt[i]), tt[i]),
+                                      len(xt), epochs, lr, seed, score, at, batch_size=4), at)
             if seed == seeds[0]:
+                pred = vol.predict_volumes(model, test["x"][:1]) > 0.5
                 shown[name] = [pack(pred[v, s]) for s in slices]
     return out, shown
 
 
-def _dissection(tools: dict, scale: float, epochs: int, seeds, iou_threshold: float = 0.04,
-                top: float = 0.005) -> tuple[dict, dict]:
+def _dissection(tools: dict, scale: float, epochs: int, seeds, lr: float = 2e-3,
+                eval_seed: int = TEST_SEEDS["dissection"], at: tuple[int, ...] = (),
+                iou_threshold: float = 0.04, top: float = 0.005) -> tuple[dict, dict]:
     from sit471 import units
 
+    at = at or (epochs,)
     train = units.concept_scenes(_size(1000, scale), seed=41)
-    test = units.concept_scenes(_size(300, scale), seed=42)
+    test = units.concept_scenes(_size(300, scale), seed=eval_seed)
     xt, yt = torch.as_tensor(train["x"]), torch.as_tensor(train["present"])
     out: dict = {"concepts": list(units.CONCEPTS), "iou_threshold": iou_threshold, "top": top}
     shown: dict = {}
+
+    def score(model: nn.Module) -> dict:
+        with torch.no_grad():
+            model.eval()
+            acts = model.features(torch.as_tensor(test["x"]))
+            logits = model(torch.as_tensor(test["x"]))
+        iou = np.asarray(tools["dissect"](acts, torch.as_tensor(test["masks"]), top))
+        best, concept = iou.max(1), iou.argmax(1)
+        detectors = best > iou_threshold
+        return {"detectors": int(detectors.sum()), "units": int(len(best)),
+                "mean_best_iou": float(best.mean()),
+                "per_concept": [int((detectors & (concept == c)).sum())
+                                for c in range(len(units.CONCEPTS))],
+                "shape_accuracy": float(((logits > 0).numpy() == (test["present"] > 0.5)).mean()),
+                "_acts": acts, "_best": best, "_concept": concept}
+
     for name in ("trained", "random init"):
         out[name] = []
         for seed in seeds:
             torch.manual_seed(seed)
             model = units.ShapeClassifier()
             if name == "trained":
-                fit(model, lambda m, i: F.binary_cross_entropy_with_logits(m(xt[i]), yt[i]),
-                    len(xt), epochs=epochs, seed=seed)
-            with torch.no_grad():
-                model.eval()
-                acts = model.features(torch.as_tensor(test["x"]))
-                logits = model(torch.as_tensor(test["x"]))
-            iou = np.asarray(tools["dissect"](acts, torch.as_tensor(test["masks"]), top))
-            best = iou.max(1)
-            concept = iou.argmax(1)
-            detectors = best > iou_threshold
-            out[name].append({
-                "detectors": int(detectors.sum()), "units": int(len(best)),
-                "mean_best_iou": float(best.mean()),
-                "per_concept": [int((detectors & (concept == c)).sum())
-                                for c in range(len(units.CONCEPTS))],
-                "shape_accuracy": float(((logits > 0).numpy() == (test["present"] > 0.5)).mean())})
+                scores = _train(model, lambda m, i: F.binary_cross_entropy_with_logits(
+                    m(xt[i]), yt[i]), len(xt), epochs, lr, seed, score, at)
+            else:
+                scores = {e: score(model) for e in at}
+            final = scores[max(at)]
+            acts, best, concept = final["_acts"], final["_best"], final["_concept"]
+            for run in scores.values():
+                for key in ("_acts", "_best", "_concept"):
+                    run.pop(key)
+            _record(out[name], scores, at)
             if seed == seeds[0]:
                 order = np.argsort(-best)[:4]
                 up = F.interpolate(acts, size=(SIZE, SIZE), mode="bilinear",
@@ -350,9 +427,12 @@ def _dissection(tools: dict, scale: float, epochs: int, seeds, iou_threshold: fl
     return out, shown
 
 
-def _faces(tools: dict, scale: float, epochs: int, seeds, identities: int = 60) -> dict:
+def _faces(tools: dict, scale: float, epochs: int, seeds, lr: float = 2e-3,
+           eval_seed: int = TEST_SEEDS["faces"], at: tuple[int, ...] = (),
+           identities: int = 60) -> dict:
     from sit471 import units
 
+    at = at or (epochs,)
     out: dict = {"parameters": {
         "convolution": n_parameters(units.FaceNet(identities).layer),
         "locally connected": n_parameters(units.FaceNet(identities,
@@ -360,47 +440,122 @@ def _faces(tools: dict, scale: float, epochs: int, seeds, identities: int = 60) 
     per_train, per_test = (5, 8) if scale >= 1 else (2, 2)
     for setting, shift in (("aligned", 0), ("misaligned", 4)):
         train = units.face_sets(identities, per_train, seed=51, shift=shift)
-        test = units.face_sets(identities, per_test, seed=52, shift=shift)
+        test = units.face_sets(identities, per_test, seed=eval_seed, shift=shift)
         xt, yt = torch.as_tensor(train["x"]), torch.as_tensor(train["identity"])
         out[setting] = {}
+
+        def score(model: nn.Module, test=test) -> dict:
+            pred = predict(model, test["x"]).argmax(1).numpy()
+            return {"accuracy": float((pred == test["identity"]).mean())}
+
         for name, lc in (("convolution", None), ("locally connected", tools["locally_connected"])):
             out[setting][name] = []
             for seed in seeds:
                 torch.manual_seed(seed)
                 model = units.FaceNet(identities, lc)
-                fit(model, lambda m, i, xt=xt, yt=yt: F.cross_entropy(m(xt[i]), yt[i]), len(xt),
-                    epochs=epochs, batch_size=32, seed=seed)
-                acc = (predict(model, test["x"]).argmax(1).numpy() == test["identity"]).mean()
-                out[setting][name].append(float(acc))
+                scores = _train(model, lambda m, i, xt=xt, yt=yt: F.cross_entropy(m(xt[i]), yt[i]),
+                                len(xt), epochs, lr, seed, score, at, batch_size=32)
+                if len(at) > 1:
+                    out[setting][name].append({str(e): scores[e]["accuracy"] for e in at})
+                else:
+                    out[setting][name].append(scores[max(at)]["accuracy"])
+    return out
+
+
+EXPERIMENTS = {"two_heads": _two_heads, "parts": _parts, "volumes": _volumes,
+               "dissection": _dissection, "faces": _faces}
+
+
+def _mean(values) -> float:
+    return float(np.mean(values))
+
+
+def _at(run, e: str):
+    """A run's scores after e epochs (a run scored at one epoch count holds only those)."""
+    if isinstance(run, dict) and "by_epoch" in run:
+        return run["by_epoch"][e]
+    return run[e] if isinstance(run, dict) and e in run else run
+
+
+# the validation score of each experiment, from its runs at one epoch count (higher is better)
+TUNE_SCORE = {
+    "two_heads": lambda r, e: _mean([_at(run, e)["mean_iou"] for name, runs in r.items()
+                                     if name != "scene only" for run in runs]),
+    "parts": lambda r, e: _mean([_at(run, e)["part_miou"] for name in
+                                 ("local patch", "context") for run in r[name]]),
+    "volumes": lambda r, e: _mean([np.mean(_at(run, e)["dice"]) for name in
+                                   ("3-D, soft Dice", "2-D slice-wise, soft Dice")
+                                   for run in r[name]]),
+    "dissection": lambda r, e: _mean([_at(run, e)["shape_accuracy"] for run in r["trained"]]),
+    "faces": lambda r, e: _mean([_at(run, e) for setting in ("aligned", "misaligned")
+                                 for runs in r[setting].values() for run in runs]),
+}
+TUNE_SCORE_NAMES = {"two_heads": "mean pixel mIoU of the five settings with a pixel head",
+                    "parts": "mean part mIoU of the two networks",
+                    "volumes": "mean Dice of the two soft-Dice networks",
+                    "dissection": "shape presence accuracy of the trained classifier",
+                    "faces": "mean identity accuracy of both layers, aligned and misaligned"}
+
+
+@_threads
+def tune(tools: dict[str, Callable], log: Callable[[str], None] = print, scale: float = 1.0,
+         grid: dict | None = None, seed: int = 0) -> dict:
+    """Choose each experiment's (learning rate, epochs) on validation data: every setting of
+    the experiment trained with seed ``seed`` at each learning rate of ``grid`` (default GRID),
+    scored (TUNE_SCORE) on a fresh validation draw after each epoch count of the grid. Returns
+    {experiment: {"scores": {"lr/epochs": score}, "chosen": [lr, epochs]}} (JSON-able)."""
+    import time
+
+    grid = GRID if grid is None else grid
+    out: dict = {}
+    for name, (rates, counts) in grid.items():
+        start = time.time()
+        counts = tuple(sorted({c if scale >= 1 else max(1, round(c * scale)) for c in counts}))
+        scores = {}
+        for lr in rates:
+            got = EXPERIMENTS[name](tools, scale, max(counts), (seed,), lr=lr,
+                                    eval_seed=VALIDATION_SEEDS[name], at=counts)
+            runs = got[0] if isinstance(got, tuple) else got
+            for e in counts:
+                scores[f"{lr:g}/{e}"] = TUNE_SCORE[name](runs, str(e))
+        best = max(scores, key=scores.get)
+        lr, e = best.split("/")
+        out[name] = {"scores": scores, "chosen": [float(lr), int(e)],
+                     "criterion": TUNE_SCORE_NAMES[name],
+                     "seconds": round(time.time() - start, 1)}
+        log(f"tune {name}: {scores} -> {best} ({out[name]['seconds']:.0f} s)")
     return out
 
 
 @_threads
 def run_experiments(tools: dict[str, Callable], log: Callable[[str], None] = print,
-                    scale: float = 1.0, seeds=SEEDS) -> dict:
+                    scale: float = 1.0, seeds=SEEDS, chosen: dict | None = None,
+                    tuning: dict | None = None) -> dict:
     """Train every model of the notebook with the given functions; measure on test data.
 
     tools: joint_loss, mean_iou, part_consistency, dice, soft_dice_loss, slicewise,
     lesion_detection_rate, dissect, locally_connected (the notebook's answers; nothing else
-    is imported, so it runs in a student install). Each setting is trained once per seed in
-    ``seeds``; scale < 1 shrinks the data and the epochs (quick tests). JSON-able dict.
+    is imported, so it runs in a student install). First :func:`tune` chooses each
+    experiment's learning rate and epochs on validation data (unless ``chosen`` gives them,
+    {experiment: (lr, epochs)}, with the ``tuning`` record they came from); then each setting is
+    trained once per seed in ``seeds`` with them and measured on the test data. scale < 1
+    shrinks the data and the epochs (quick tests). JSON-able dict.
     """
     import time
 
     start = time.time()
-
-    def epochs(k: int) -> int:
-        return k if scale >= 1 else max(1, round(k * scale))
-
+    if chosen is None:
+        tuning = tune(tools, log=log, scale=scale)
+        chosen = {name: tuple(t["chosen"]) for name, t in tuning.items()}
     res: dict = {"settings": {"scale": scale, "seeds": list(seeds),
-                              "optimizer": "Adam, one CPU thread"}, "figures": {}}
-    steps = [("two_heads", lambda: _two_heads(tools, scale, epochs(30), seeds)),
-             ("parts", lambda: _parts(tools, scale, epochs(40), seeds)),
-             ("volumes", lambda: _volumes(tools, scale, epochs(16), seeds)),
-             ("dissection", lambda: _dissection(tools, scale, epochs(20), seeds)),
-             ("faces", lambda: _faces(tools, scale, epochs(30), seeds))]
-    for name, step in steps:
-        got = step()
+                              "optimizer": "Adam, one CPU thread",
+                              "chosen": {k: list(v) for k, v in chosen.items()}},
+                 "tuning": tuning, "figures": {}}
+    for name, run in EXPERIMENTS.items():
+        lr, epochs = chosen[name]
+        if scale < 1:
+            epochs = max(1, round(epochs * scale))
+        got = run(tools, scale, int(epochs), seeds, lr=float(lr))
         if isinstance(got, tuple):
             res[name], res["figures"][name] = got
         else:
@@ -425,10 +580,31 @@ def _pct(values) -> str:
     return f"{v.mean():.1f} %" if len(v) < 2 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f} %"
 
 
+TITLES = {"two_heads": "two heads", "parts": "parts", "volumes": "volumes",
+          "dissection": "dissection", "faces": "faces"}
+
+
+def format_tuning(tuning: dict) -> list[str]:
+    """The validation choice of each experiment's learning rate and epochs, as a table."""
+    lines = ["| validation (seed 0): experiment | score | learning rate: score after each "
+             "number of epochs | chosen |", "|---|---|---|---|"]
+    for name, t in tuning.items():
+        by_lr: dict[str, list[str]] = {}
+        for key, value in t["scores"].items():
+            lr, e = key.split("/")
+            by_lr.setdefault(lr, []).append(f"{e} epochs {value:.3f}")
+        grid = "; ".join(f"{lr}: " + ", ".join(v) for lr, v in by_lr.items())
+        lr, e = t["chosen"]
+        lines.append(f"| {TITLES[name]} | {t['criterion']} | {grid} | {lr:g}, {e} epochs |")
+    return lines
+
+
 def format_results(res: dict) -> str:
-    """The five experiments as markdown tables (mean ± sd over the seeds)."""
-    lines = ["| two heads: training | pixel mIoU | water/crop pixels right | scene accuracy |",
-             "|---|---:|---:|---:|"]
+    """The validation choice of the settings, then the five experiments as markdown tables
+    (mean ± sd over the seeds, on test data)."""
+    lines = format_tuning(res["tuning"]) + [""] if res.get("tuning") else []
+    lines += ["| two heads: training | pixel mIoU | water/crop pixels right | scene accuracy |",
+              "|---|---:|---:|---:|"]
     for name, runs in res["two_heads"].items():
         pix = ("—" if name == "scene only" else _ms([r["mean_iou"] for r in runs]))
         stripes = ("—" if name == "scene only"

@@ -138,6 +138,43 @@ def test_cached_experiment_is_complete_and_quoted_by_the_notebook():
             assert row in text, f"the notebook does not quote the cached result {row}"
 
 
+def test_cached_settings_were_chosen_on_validation_data():
+    """Each experiment's learning rate and epochs: the best validation score of its grid, on
+    data drawn with other seeds than the training and test data, and the test runs used them."""
+    from sit471.parsing import GRID, TEST_SEEDS, VALIDATION_SEEDS
+
+    results = json.loads((FOLDER / "results.json").read_text())
+    tuning = results["tuning"]
+    assert set(tuning) == set(GRID)
+    for name, (rates, counts) in GRID.items():
+        scores = tuning[name]["scores"]
+        assert set(scores) == {f"{lr:g}/{e}" for lr in rates for e in counts}
+        lr, e = max(scores, key=scores.get).split("/")
+        assert tuning[name]["chosen"] == [float(lr), int(e)]
+        assert results["settings"]["chosen"][name] == tuning[name]["chosen"]
+    assert not set(VALIDATION_SEEDS.values()) & set(TEST_SEEDS.values())
+    assert not set(VALIDATION_SEEDS.values()) & {11, 21, 31, 41, 51}  # the training draws
+
+
+def test_tune_picks_the_best_validation_score(monkeypatch):
+    """tune() trains each experiment at every learning rate of the grid, scores it on the
+    validation draw after each epoch count, and keeps the best (higher is better)."""
+    from sit471 import parsing
+
+    calls = []
+
+    def fake(tools, scale, epochs, seeds, lr, eval_seed, at):
+        calls.append((lr, epochs, eval_seed, at))
+        return {"trained": [{"by_epoch": {str(e): {"shape_accuracy": lr * e} for e in at}}]}
+
+    monkeypatch.setitem(parsing.EXPERIMENTS, "dissection", fake)
+    out = parsing.tune({}, log=lambda s: None, grid={"dissection": ((1.0, 3.0), (2, 4))})
+    assert calls == [(1.0, 4, parsing.VALIDATION_SEEDS["dissection"], (2, 4)),
+                     (3.0, 4, parsing.VALIDATION_SEEDS["dissection"], (2, 4))]
+    assert out["dissection"]["chosen"] == [3.0, 4]
+    assert out["dissection"]["scores"] == {"1/2": 2.0, "1/4": 4.0, "3/2": 6.0, "3/4": 12.0}
+
+
 def test_each_experiment_is_followed_by_a_hand_graded_question():
     """After the results, one question per experiment: a markdown cell a person grades (1 point,
     an example answer in the source, YOUR ANSWER HERE in the release)."""
