@@ -358,7 +358,8 @@ def format_table(results: dict) -> str:
                      f"{r['f']:.3f} ± {r['f_std']:.3f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} | {100 * r['tempo_within_4pct']:.0f} % |")
     lines += ["", f"| noise (std) | F of CNN minus F of flux, same clips (mean of the {n} "
-              f"seeds' differences, 95 % t-interval) | clips where the CNN is better / worse |",
+              f"seeds' differences, 95 % interval: Student's t over the seeds) | clips where "
+              "the CNN is better / worse |",
               "|---:|---:|---:|"]
     for d in results["differences"]:
         lines.append(f"| {d['noise']:.2f} | {d['cnn_minus_flux']:+.3f} [{d['low']:+.3f}, "
