@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = grade(root, args.name, args.submissions, args.out, jobs=args.jobs,
                                regexp=args.regexp, due=args.due, sandbox=not args.no_sandbox,
                                pool=pool, db=args.db, cluster=args.cluster)
-            mark("main: done")
+            mark("main: workers stopped")
             print(report.table())
             print(f"\ngrades: {args.out / 'grades.csv'}; reasons: "
                   f"{args.out / f'report-{args.name}.txt'}; feedback: {args.out / 'feedback'}")

@@ -70,6 +70,9 @@ class LimitedExecute(Execute):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", LimitedKernelManager)
+        # the kernel is thrown away with its sandbox once the last cell's outputs are in:
+        # stop it at once instead of asking it to shut down and waiting
+        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(*args, **kwargs)
         self.error_on_timeout = {
             "ename": "CellTimeoutError",
@@ -131,6 +134,7 @@ class LimitedExecute(Execute):
                 self._warm.shutdown()
                 self._warm = None
         verdict.judge(nb, tests, cases)  # in this process: the kernel decides no point
+        mark("worker: verdicts written")
         return nb, resources
 
     def kernel_manager_for(self, nb: NotebookNode) -> LimitedKernelManager:

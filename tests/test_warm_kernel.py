@@ -148,7 +148,9 @@ def test_a_warm_kernel_for_the_course_fits_its_grading(tmp_path):
             nb = nbformat.read(notebook, as_version=4)
             executor = LimitedExecute(config=load_config(work))
             key = executor.kernel_manager_for(nb).settings_key()
-            assert kernels.take(key, executor.kernel_arguments()) is not None, start
+            warm = kernels.take(key, executor.kernel_arguments())
+            assert warm is not None, start
+            warm.shutdown()
         finally:
             kernels.discard()
 
