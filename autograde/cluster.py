@@ -234,6 +234,21 @@ def grade_task(shared: dict[str, bytes], name: str, student: str, files: dict[st
         }
 
 
+def warm_task(shared: dict[str, bytes], name: str, sandboxed: bool = True) -> None:
+    """On a worker, before its first student: start its first kernel for ``name`` (a warm
+    kernel, ``autograde/kernels.py``; each task then starts the next while it writes its
+    feedback, so a worker keeps one ready between batches too)."""
+    from autograde.grade import prestart
+    from autograde.kernels import worker_setup
+
+    with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix="sit471-warm-task-") as tmp:
+        root = Path(tmp)
+        _write_tree(root, {k: v for k, v in shared.items() if k != "gradebook.db"})
+        _private_config(root)
+        worker_setup(sandboxed)
+        prestart(root, name)
+
+
 def save_result(gb, work: Path, name: str, student: str, result: dict) -> None:
     """In the grader: write one task's result into the gradebook ``gb`` and the grading copy
     (autograded notebook, feedback, log), where the local path would have them."""
@@ -273,6 +288,10 @@ def run_on_cluster(client, work: Path, name: str, students: list[str], progress:
 
     shared = client.scatter(bundle(work, name), broadcast=True, hash=False)
     run = secrets.token_hex(4)  # keys unique to this run: no result of an earlier run is reused
+    warm = [client.submit(warm_task, shared, name, sandboxed, pure=False,  # held, or
+                          key=f"sit471-warm-{name}-{k}-{run}",          # never run
+                          workers=[worker], allow_other_workers=False)
+            for k, worker in enumerate(client.scheduler_info()["workers"])]
     futures = {}
     for sid in students:
         files = _read_tree(work / "submitted" / sid / name)
@@ -295,4 +314,5 @@ def run_on_cluster(client, work: Path, name: str, students: list[str], progress:
                 failures[sid] = error
             if progress:
                 print_progress(name, done, len(students), sid, error, len(failures))
+    client.cancel(warm)  # done long ago, unless its worker was lost
     return failures
