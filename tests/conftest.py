@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -104,19 +105,54 @@ SLOW_FIRST = ("tests/test_notebooks.py::test_source_notebook_runs_and_passes_eve
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup`` (pytest-xdist): the tests of a module that read a module- or
-    session-scoped fixture of that module run on one worker (group: the module's path), so
-    that the fixture is computed once and no worker waits for another's (a test that already
-    has an ``xdist_group`` mark keeps it); and the slowest tests start first."""
+    """Under ``make test`` (``pytest -n 2 --dist loadgroup``): the tests of a module that read
+    a module- or session-scoped fixture of that module form one group (the module's path),
+    and tests with an ``xdist_group`` mark form that group; a group runs on one worker, so
+    that its fixture is computed once and no worker waits for another's. The slowest tests
+    start first."""
+    groups = {}
     for item in items:
-        if item.get_closest_marker("xdist_group"):
+        mark = item.get_closest_marker("xdist_group")
+        if mark:
+            groups[item.nodeid] = mark.args[0]
             continue
         for name in item.fixturenames:
             defs = item._fixtureinfo.name2fixturedefs.get(name) or ()
             if defs and defs[-1].scope != "function" and defs[-1].baseid.endswith(".py"):
-                item.add_marker(pytest.mark.xdist_group(defs[-1].baseid))
+                groups[item.nodeid] = defs[-1].baseid
                 break
     items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker and config.getvalue("loadgroup"):  # for the controller's scheduler, below
+        _groups_file(Path(config.option.basetemp).parent, worker).write_text(json.dumps(groups))
+
+
+def _groups_file(base: Path, worker: str) -> Path:
+    return base / f"xdist-groups-{worker}.json"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's loadgroup scheduling, with the groups the workers wrote at collection.
+    (xdist 3.8 marks a group by renaming the test's node id, which pytest 9 no longer allows:
+    its own loadgroup runs every test on whichever worker is free.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    base = config._tmp_path_factory.getbasetemp()
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # every worker has finished collecting by now
+                self.groups = {}
+                for path in base.glob(_groups_file(Path(), "*").name):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def shared(tmp_path_factory, name: str, compute: Callable[[Path], object]) -> object:
