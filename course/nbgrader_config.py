@@ -21,7 +21,7 @@ from nbgrader.preprocessors import (
 )
 
 from autograde.execute import LimitedExecute
-from autograde.feedback import ShortTracebacks
+from autograde.feedback import FeedbackExporter, ShortTracebacks
 from autograde.late import PercentPerDay
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
@@ -51,6 +51,7 @@ c.GenerateFeedback.preprocessors = [
     ShortTracebacks,
     CSSHTMLHeaderPreprocessor,
 ]
+c.GenerateFeedback.exporter_class = FeedbackExporter  # nbconvert's, templates compiled once
 
 # Limits per submission while autograding (autograde/execute.py). Every graded cell of the
 # course runs in well under a second on a 2-core laptop, and exploration cells are skipped

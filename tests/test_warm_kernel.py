@@ -1,5 +1,6 @@
-"""Grading's fast paths keep grading's meaning: warm kernels (autograde/kernels.py) and the
-gradebook's creation without a subprocess (autograde/course.py).
+"""Grading's fast paths keep grading's meaning: warm kernels (autograde/kernels.py), the
+gradebook's creation without a subprocess (autograde/course.py) and feedback templates
+compiled once (autograde/feedback.py).
 
 A warm kernel is started before its submission is known. These tests check that it behaves
 as a fresh kernel would for the notebook (no preloaded name, the submission's files there,
@@ -201,3 +202,23 @@ def test_the_gradebook_is_stamped_with_the_revision_nbgrader_finds_itself():
     with _temp_alembic_ini("sqlite:///unused.db") as ini:  # what nbgrader's own code runs
         heads = subprocess.check_output(["alembic", "-c", ini, "heads"], text=True)
     assert alembic_head() == heads.split()[0]
+
+
+def test_the_feedback_exporter_writes_what_nbconvert_writes_and_compiles_once(monkeypatch):
+    from nbconvert.exporters import HTMLExporter
+
+    from autograde import feedback
+
+    nb = _notebook("print('hello')", "x = 1")
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+    monkeypatch.setattr(feedback, "TEMPLATES", feedback._MemoryBytecodeCache())
+    compiled = []
+    monkeypatch.setattr(feedback.TEMPLATES, "dump_bytecode",
+                        lambda bucket, dump=feedback.TEMPLATES.dump_bytecode:
+                        compiled.append(bucket.key) or dump(bucket))
+    plain, _ = HTMLExporter().from_notebook_node(nb)
+    first, _ = feedback.FeedbackExporter().from_notebook_node(nb)
+    n = len(compiled)
+    again, _ = feedback.FeedbackExporter().from_notebook_node(nb)
+    assert first == plain == again
+    assert n > 0 and len(compiled) == n  # the second exporter compiled nothing
