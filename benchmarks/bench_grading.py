@@ -122,8 +122,10 @@ def main() -> None:
         shutil.copytree(course, cold, ignore=shutil.ignore_patterns("release", "runs"))
         with (cold / CONFIG_FILE).open("a") as fh:
             fh.write("\nc.LimitedKernelManager.warm_kernels = False\n")
-        t["16 submissions, --jobs 2, no warm kernels"] = _grade(
-            subs[16], tmp / "o16-cold", 2, env={**os.environ, "SIT471_COURSE": str(cold)})
+        for jobs in (1, 2):
+            t[f"16 submissions, --jobs {jobs}, no warm kernels"] = _grade(
+                subs[16], tmp / f"o16-cold{jobs}", jobs,
+                env={**os.environ, "SIT471_COURSE": str(cold)})
         t["1 submission, --jobs 1, regrade with a timeline"], profile = _profile(
             subs[1], tmp / "o1")
 
@@ -142,6 +144,8 @@ def main() -> None:
     slope = (t["16 submissions, --jobs 1"] - t["1 submission, --jobs 1, new output folder"]) / 15
     sandbox = (t["16 submissions, --jobs 2"] - t["16 submissions, --jobs 2, --no-sandbox"]) / 16
     warm = (t["16 submissions, --jobs 2, no warm kernels"] - t["16 submissions, --jobs 2"]) / 16
+    cold16 = (t["16 submissions, --jobs 1, no warm kernels"]
+              / t["16 submissions, --jobs 2, no warm kernels"])
     lines = [
         "# Grading speed",
         "",
@@ -158,6 +162,7 @@ def main() -> None:
         "",
         f"- notebook's own execution (nbclient, fresh kernel, no sandbox): {execution:.2f} s",
         f"- scaling, `--jobs 2` vs `--jobs 1`: {scale8:.2f}× on 8, {scale16:.2f}× on 16",
+        f"- scaling without warm kernels (each job then uses one core): {cold16:.2f}× on 16",
         f"- cost per additional submission at `--jobs 1` (slope from 1 to 16): {slope:.2f} s, "
         f"of which {slope - execution:.2f} s beyond the notebook's own run",
         f"- the sandbox: {sandbox:+.2f} s per submission at `--jobs 2` (16 with vs without)",
