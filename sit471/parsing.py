@@ -16,8 +16,8 @@ Models: :class:`TwoHeads` (pixel head and scene head on one backbone) and :class
 of the notebook with the functions it is given (the notebook's answers) and returns measured
 results, after :func:`tune` has chosen each experiment's learning rate and epochs on validation
 data (GRID); the staff make the notebook's ``results.json`` with the reference answers, from the
-repository: ``python -m sit471.reference.experiments parsing`` (on a busy machine: the
-validation grid 536 s, the test runs about 900 s).
+repository: ``python -m sit471.reference.experiments parsing`` (1,558 s on a busy machine, the
+validation grid 724 s of it).
 """
 
 from __future__ import annotations
