@@ -8,9 +8,12 @@ reason on stderr).
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from autograde.course import CourseError, assignments, find_course_root
 from autograde.submissions import DEFAULT_ZIP_REGEXP
@@ -134,5 +137,16 @@ def _release(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> NoReturn:
+    """The command's entry point: :func:`main`, then exit without tearing the interpreter
+    down — everything is written by then, and unloading the 1,400 modules grading imports
+    took 0.3–0.7 s of every command. Exit handlers still run."""
+    code = main(argv)
+    atexit._run_exitfuncs()  # multiprocessing's and the rest, as a normal exit would
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

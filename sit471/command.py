@@ -22,3 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     from autograde.cli import main as staff_main
 
     return staff_main(argv)
+
+
+def run() -> None:
+    """The console script: the staff command where it is installed (which exits without the
+    interpreter's teardown, ``autograde.cli.run``), else the one-line message."""
+    if importlib.util.find_spec("autograde") is None:
+        sys.exit(main())
+    from autograde.cli import run as staff_run
+
+    staff_run()

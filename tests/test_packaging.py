@@ -71,7 +71,7 @@ def test_student_wheel_has_library_but_no_reference(tmp_path):
     scripts = configparser.ConfigParser()
     scripts.read_string(archive.read(entry_points).decode())
     targets = dict(scripts["console_scripts"])
-    assert targets == {"sit471": "sit471.command:main"}
+    assert targets == {"sit471": "sit471.command:run"}
     for target in targets.values():
         assert target.split(":")[0].replace(".", "/") + ".py" in names, target
 
