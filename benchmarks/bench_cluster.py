@@ -187,8 +187,8 @@ def main() -> None:
         "# Grading on a Dask cluster",
         "",
         f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, load average {load:.1f} before the run (other work "
-        f"{'was' if load > 0.5 else 'was not'} running). {args.n} submissions of {NAME} "
+        f"{platform.python_version()}, load average {load:.1f} (one minute) before the run. "
+        f"{args.n} submissions of {NAME} "
         "(the demo's four variants in turn), each run by the `sit471 grade` command into a "
         "new output folder, with the sandbox and the grader's verdicts; the cluster is a "
         "scheduler and two `dask worker --nthreads 1 --no-nanny` processes on loopback, "
