@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sit471 import label_number
+from sit471.transfer import mean_ci
 
 SIZE = 32
 IGNORE = 255
@@ -599,9 +600,55 @@ def format_tuning(tuning: dict) -> list[str]:
     return lines
 
 
+#: The differences the findings claim, each paired by seed: (experiment, first setting,
+#: second setting, what is measured, how to read it from one run).
+DIFFERENCES = [
+    ("two heads", "joint, weight 1", "pixels only", "pixel mIoU", lambda r: r["mean_iou"]),
+    ("two heads", "joint, weight 1", "pixels only", "water/crop pixels right",
+     lambda r: r["stripe_accuracy"]),
+    ("two heads", "pixels only", "local, pixels only", "pixel mIoU", lambda r: r["mean_iou"]),
+    ("parts", "context", "local patch", "part mIoU", lambda r: r["part_miou"]),
+    ("parts", "context", "local patch", "consistency", lambda r: r["consistency"]),
+    ("volumes", "3-D, soft Dice", "2-D slice-wise, soft Dice", "mean Dice per volume",
+     lambda r: float(np.mean(r["dice"]))),
+    ("volumes", "3-D, soft Dice", "3-D, cross-entropy", "mean Dice per volume",
+     lambda r: float(np.mean(r["dice"]))),
+    ("dissection", "trained", "random init", "detectors", lambda r: r["detectors"]),
+]
+
+
+def paired_differences(res: dict) -> list[tuple[str, str, float, float, int, int]]:
+    """Each claimed difference (:data:`DIFFERENCES`, then the faces' locally connected layer
+    against the convolution, aligned and misaligned), paired by seed: (experiment, what,
+    mean difference, half-width of its 95 % t-interval over the seeds, seeds where the first
+    is ahead, seeds)."""
+    rows = []
+    for experiment, first, second, measure, value in DIFFERENCES:
+        runs = res[experiment.replace(" ", "_")]
+        d = [value(a) - value(b) for a, b in zip(runs[first], runs[second], strict=True)]
+        rows.append((experiment, f"{first} − {second}: {measure}", *mean_ci(d),
+                     sum(x > 0 for x in d), len(d)))
+    for setting in ("aligned", "misaligned"):
+        acc = res["faces"][setting]
+        d = [a - b for a, b in zip(acc["locally connected"], acc["convolution"], strict=True)]
+        rows.append(("faces", f"locally connected − convolution: {setting} test accuracy",
+                     *mean_ci(d), sum(x > 0 for x in d), len(d)))
+    return rows
+
+
+def format_differences(res: dict) -> list[str]:
+    """:func:`paired_differences` as a markdown table."""
+    lines = ["| experiment | difference (paired by seed) | mean ± 95 % interval | first ahead |",
+             "|---|---|---:|---:|"]
+    for experiment, what, mean, half, ahead, n in paired_differences(res):
+        lines.append(f"| {experiment} | {what} | {mean:+.3f} ± {half:.3f} | {ahead} of {n} |")
+    return lines
+
+
 def format_results(res: dict) -> str:
     """The validation choice of the settings, then the five experiments as markdown tables
-    (mean ± sd over the seeds, on test data)."""
+    (mean ± sd over the seeds, on test data), then the claimed differences paired by seed
+    with their 95 % intervals."""
     lines = format_tuning(res["tuning"]) + [""] if res.get("tuning") else []
     lines += ["| two heads: training | pixel mIoU | water/crop pixels right | scene accuracy |",
               "|---|---:|---:|---:|"]
@@ -653,7 +700,7 @@ def format_results(res: dict) -> str:
     for name in ("convolution", "locally connected"):
         lines.append(f"| {name} | {faces['parameters'][name]:,} | "
                      f"{_pct(faces['aligned'][name])} | {_pct(faces['misaligned'][name])} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *format_differences(res)])
 
 
 def show_rows(rows: list[list[np.ndarray]], row_titles: list[str], col_titles=None,

@@ -190,3 +190,26 @@ def test_each_experiment_is_followed_by_a_hand_graded_question():
         assert nb.cells[answer].cell_type == "markdown" and meta["grade"] and meta["solution"]
         assert meta["points"] == 1 and "example of an answer" in nb.cells[answer].source
         assert released[f"{name}_answer"].source.strip() == "YOUR ANSWER HERE", name
+
+
+def test_the_claimed_differences_carry_their_paired_95_percent_intervals():
+    """Each claimed difference of the findings, paired by seed, with the t-interval scipy
+    computes; the findings show the table the cached results give."""
+    from scipy import stats
+
+    from sit471.parsing import format_differences, paired_differences
+
+    results = json.loads((FOLDER / "results.json").read_text())
+    rows = paired_differences(results)
+    assert len(rows) == 10
+    runs = results["parts"]
+    d = [a["part_miou"] - b["part_miou"] for a, b in
+         zip(runs["context"], runs["local patch"], strict=True)]
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / len(d), scale=stats.sem(d))
+    (row,) = [r for r in rows if r[1] == "context − local patch: part mIoU"]
+    assert row[2] == pytest.approx((low + high) / 2)
+    assert row[3] == pytest.approx((high - low) / 2, rel=1e-3)  # t to 3 decimals (4.303)
+    assert row[4:] == (sum(x > 0 for x in d), 3)
+    findings = "".join(next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                            if c.source.startswith("## What the experiments found")))
+    assert "\n".join(format_differences(results)) in findings
