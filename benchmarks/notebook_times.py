@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from autograde.demo import write_submissions
 from autograde.grade import grade
 
 BUDGET_S = 45.0
+IGNORED = (".ipynb_checkpoints", "__pycache__", "runs", ".*")
 
 
 def time_execution(path: Path) -> float:
@@ -51,6 +53,10 @@ def main() -> None:
         for name in assignments(course):
             subs = Path(tmp) / name
             write_submissions(course, name, subs)
+            # the assignment's own files (cached results) beside the notebook, as a student
+            # has them and as grading copies them from the release
+            shutil.copytree(course / "source" / name, subs / "reference", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.ipynb", *IGNORED))
             for nb_path in sorted((subs / "reference").glob("*.ipynb")):
                 executed = time_execution(nb_path)
                 one = Path(tmp) / f"{name}-one"
