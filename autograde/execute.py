@@ -99,9 +99,8 @@ class LimitedExecute(Execute):
         original = metadata.get("path")
         grading = resources.get("nbgrader", {})
         tests = verdict.hidden_tests(grading["assignment"]) if "assignment" in grading else None
-        wanted = self.kernel_manager_for(nb)
-        self._warm = (kernels.take(wanted.settings_key(), self.kernel_arguments())
-                      if km is None else None)
+        self._warm = (kernels.take(self.kernel_manager_for(nb).settings_key(),
+                                   self.kernel_arguments()) if km is None else None)
         folder = (nullcontext(self._warm.submission) if self._warm is not None
                   else tempfile.TemporaryDirectory(prefix="sit471-kernel-"))
         try:

@@ -338,7 +338,7 @@ def _run_graders(
     attempts = dict.fromkeys(students, 0)
     pending = {}
     # the last student of each worker needs no kernel after theirs
-    last = {sid for sid in students[-getattr(pool, "jobs", 1):]}
+    last = set(students[-getattr(pool, "jobs", 1):])
 
     def submit(sid: str) -> None:
         attempts[sid] += 1

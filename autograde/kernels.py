@@ -40,6 +40,7 @@ from jupyter_core.utils import run_sync
 from traitlets import Bool, Integer
 
 from autograde import sandbox
+from sit471.channel import CASES_ENV
 
 #: Name of the grader's file of inputs in the kernel's working directory.
 CASES_FILE = ".sit471-cases.json"
@@ -289,7 +290,7 @@ def prestart(km: LimitedKernelManager, preload: list[str], env: dict[str, str],
     os.mkdir(warm.submission)
     _warm.append(warm)
     km.preload_script = PRELOAD.format(names=list(preload))
-    env = {**env, "SIT471_CASES": os.path.join(warm.submission, CASES_FILE)}
+    env = {**env, CASES_ENV: os.path.join(warm.submission, CASES_FILE)}
     run_sync(km.start_kernel)(extra_arguments=list(extra_arguments), cwd=warm.submission,
                               env=env)
     _shut_down_at_exit()
