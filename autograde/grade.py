@@ -52,6 +52,7 @@ from autograde.course import (
     run_step,
     use_in_process_alembic,
 )
+from autograde.feedback import wait_for_warm_up
 from autograde.integrity import scan
 from autograde.kernels import worker_setup
 from autograde.sanitize import repair
@@ -150,6 +151,7 @@ def _grade_student(
             prestart(root, name)
         if not result["success"]:
             return student, failure_reason(result)
+        wait_for_warm_up()  # nbgrader's and nbconvert's set-up is not thread-safe
         feedback = run_step(root, "generate_feedback", name, student)
         mark(f"worker: {student}: feedback written")
         if not feedback["success"]:

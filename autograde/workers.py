@@ -21,7 +21,8 @@ from autograde.timeline import mark
 def warm_up(course: str | None = None, name: str | None = None, sandboxed: bool = True) -> None:
     """A worker's first task: given the course root and an assignment, start the worker's
     first kernel for it (before the imports, so that the two overlap); then import what
-    grading needs, before a submission arrives."""
+    grading needs and, given the assignment, write one feedback page in memory
+    (``autograde/feedback.py``), before a submission arrives."""
     if name is not None:
         from autograde import kernels
 
@@ -34,6 +35,10 @@ def warm_up(course: str | None = None, name: str | None = None, sandboxed: bool 
     import autograde.grade  # noqa: F401
 
     mark("worker: imported")
+    if name is not None:
+        from autograde import feedback
+
+        feedback.warm_up_in_background(Path(course), name)
 
 
 def start_pool(jobs: int | None = None,

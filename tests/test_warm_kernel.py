@@ -222,3 +222,21 @@ def test_the_feedback_exporter_writes_what_nbconvert_writes_and_compiles_once(mo
     again, _ = feedback.FeedbackExporter().from_notebook_node(nb)
     assert first == plain == again
     assert n > 0 and len(compiled) == n  # the second exporter compiled nothing
+
+
+def test_the_feedback_warm_up_compiles_the_pages_templates_and_writes_nothing(tmp_path):
+    """A worker's feedback warm-up (autograde/feedback.py) renders the source notebook in
+    memory with the course's feedback template: the template's compiled code is then kept
+    for the students' pages, and nothing is written into the course."""
+    from autograde import feedback
+
+    course = tmp_path / "course"
+    make_work_root(COURSE, course, NAME)
+    before = sorted(p.relative_to(course) for p in course.rglob("*"))
+    feedback.TEMPLATES.store.clear()
+    feedback.warm_up_in_background(course, NAME)
+    feedback.wait_for_warm_up()
+    # the feedback page's templates: nbgrader's index, nbconvert's base, null, display_priority...
+    assert len(feedback.TEMPLATES.store) >= 5, "the warm-up compiled no template"
+    assert sorted(p.relative_to(course) for p in course.rglob("*")) == before
+    feedback.wait_for_warm_up()  # none left: returns at once
