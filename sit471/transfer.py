@@ -576,7 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="default: course/source/04_transfer/sweep.json (quick: print only)")
     args = parser.parse_args(argv)
-    from sit471.reference import transfer as ref  # staff only: the reference answers
+    try:
+        from sit471.reference import transfer as ref  # staff only: the reference answers
+    except ImportError:
+        parser.error("the sweep runs the reference answers, which only the staff install has; "
+                     "notebook 04 runs the quick sweep with the student's own functions")
 
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     torch.set_num_threads(1)

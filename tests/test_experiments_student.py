@@ -68,3 +68,17 @@ def test_staff_command_writes_the_json_the_notebook_reads(tmp_path, capsys):
     assert {t: Path(f).parent.name for t, (_, _, f) in experiments.TOOLS.items()} == {
         "label_number": "05_label_number", "dense": "06_dense", "multi": "07_multi_branch",
         "audio": "08_audio_beats", "parsing": "09_parsing"}
+
+
+def test_the_staff_sweep_of_04_says_why_it_cannot_run_in_the_student_install(
+        monkeypatch, capsys):
+    """`python -m sit471.transfer sweep` needs the reference answers: in the student install
+    (no sit471.reference) it stops with a sentence, not a ModuleNotFoundError traceback."""
+    from sit471 import transfer
+
+    monkeypatch.setitem(sys.modules, "sit471.reference", None)
+    monkeypatch.delitem(sys.modules, "sit471.reference.transfer", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["sweep", "--quick"])
+    assert exc.value.code == 2
+    assert "only the staff install has" in capsys.readouterr().err
