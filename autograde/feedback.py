@@ -24,6 +24,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from traitlets import Bool
 
+from autograde.timeline import mark
+
 
 class ShortTracebacks(Preprocessor):
     """Replace the traceback of every error in a graded cell by 'ErrorName: message'."""
@@ -114,8 +116,6 @@ def warm_up_in_background(root: Path, assignment: str) -> None:
             warm_up(root, assignment)
         except Exception as exc:  # the first student's feedback then pays for it
             print(f"sit471: feedback not warmed up: {type(exc).__name__}: {exc}", file=sys.stderr)
-        from autograde.timeline import mark
-
         mark("worker: feedback warmed up")
 
     thread = threading.Thread(target=run, name="feedback warm-up", daemon=True)

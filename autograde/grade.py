@@ -151,7 +151,7 @@ def _grade_student(
             prestart(root, name)
         if not result["success"]:
             return student, failure_reason(result)
-        wait_for_warm_up()  # nbgrader's and nbconvert's set-up is not thread-safe
+        wait_for_warm_up()  # the first page then finds what the warm-up compiled
         feedback = run_step(root, "generate_feedback", name, student)
         mark(f"worker: {student}: feedback written")
         if not feedback["success"]:
