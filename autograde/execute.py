@@ -24,6 +24,7 @@ that needed it, and grading goes on with the next cell.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -163,7 +164,9 @@ class LimitedExecute(Execute):
 
     def _get_timeout(self, cell):
         per_cell = super()._get_timeout(cell)
-        remaining = max(1, int(self._deadline - time.monotonic()))
+        # rounded up: a cell stopped for the notebook's budget stops at or after the deadline,
+        # so the cells after it are not run (rounded down, they ran in the second left)
+        remaining = max(1, math.ceil(self._deadline - time.monotonic()))
         return remaining if per_cell is None else min(per_cell, remaining)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None,

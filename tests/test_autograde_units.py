@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograde import sandbox
@@ -564,3 +565,21 @@ def test_points_csv_is_rewritten_under_a_lock(tmp_path):
     assert writer.exitcode == 0
     with points.open(newline="") as fh:
         assert {r["assignment"] for r in csv.DictReader(fh)} == {"a", "b"}
+
+
+# -- the notebook's time budget ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("left", [0.3, 1.5, 2.9])
+def test_a_cell_stopped_for_the_notebook_budget_stops_at_or_after_the_deadline(left):
+    """A cell that would run into the notebook's deadline gets a timeout that ends no earlier
+    than it, so the cells after it see the budget used up (a timeout rounded down let them
+    run in the second left: a slow notebook then kept its last tests' points)."""
+    import time
+
+    from autograde.execute import LimitedExecute
+
+    executor = LimitedExecute(timeout=5)
+    executor._deadline = time.monotonic() + left
+    timeout = executor._get_timeout(nbformat.v4.new_code_cell("pass"))
+    assert left <= timeout <= 5
