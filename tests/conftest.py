@@ -17,6 +17,13 @@ from autograde.execute import CASES_FILE
 from autograde.verdict import hidden_tests, judge, judge_cell, take_results
 from sit471.channel import CASES_ENV, write_cases
 
+# One math thread per process, in the test workers and every kernel they start, as grading
+# workers have it (autograde/kernels.py worker_setup): `make test` runs two workers on two
+# cores, and a second torch thread per process only spins (04's student run alone took 69
+# CPU-seconds with two threads for the same 40 s it takes with one).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())

@@ -318,11 +318,15 @@ def test_fit_trains_and_restores_threads():
 
     from sit471.label_number import Net, fit, objects
 
-    threads = torch.get_num_threads()
-    d = objects(64, seed=0)
-    x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
-    torch.manual_seed(0)
-    net = Net(torch.nn.Linear(128, 3))
-    losses = fit(net, lambda m, i: F.cross_entropy(m(x[i]), y[i]), len(x), epochs=3)
-    assert len(losses) == 3 and torch.get_num_threads() == threads
-    assert net.embed(x[:2]).shape == (2, 128)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the loop's 1 thread, so that the restore shows
+    try:
+        d = objects(64, seed=0)
+        x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
+        torch.manual_seed(0)
+        net = Net(torch.nn.Linear(128, 3))
+        losses = fit(net, lambda m, i: F.cross_entropy(m(x[i]), y[i]), len(x), epochs=3)
+        assert len(losses) == 3 and torch.get_num_threads() == 2
+        assert net.embed(x[:2]).shape == (2, 128)
+    finally:
+        torch.set_num_threads(before)

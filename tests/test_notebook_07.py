@@ -294,13 +294,17 @@ def test_fit_trains_and_restores_threads():
 
     from sit471.multi import fit, small_cnn, tiles
 
-    threads = torch.get_num_threads()
-    d = tiles(64, seed=0)
-    x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
-    torch.manual_seed(0)
-    net = small_cnn(5, 4)
-    losses = fit(net, lambda i: F.cross_entropy(net(x[i]), y[i]), len(x), epochs=3)
-    assert len(losses) == 6 and torch.get_num_threads() == threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the loop's 1 thread, so that the restore shows
+    try:
+        d = tiles(64, seed=0)
+        x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["label"])
+        torch.manual_seed(0)
+        net = small_cnn(5, 4)
+        losses = fit(net, lambda i: F.cross_entropy(net(x[i]), y[i]), len(x), epochs=3)
+        assert len(losses) == 6 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_image_encoding_round_trip_and_table():
