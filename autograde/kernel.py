@@ -7,7 +7,8 @@ Two ways in:
 * ``python -I -S /run/sit471/launch.py --sandbox SETTINGS -- KERNEL COMMAND``: inside the
   bubblewrap sandbox (``autograde/sandbox.py``), where this file is bound alone (the
   ``autograde`` package is not visible there, so it uses the standard library only). It
-  copies the read-only submission into the writable working directory, sets every limit,
+  copies the read-only submission into the writable working directory (and the grader's
+  prepared caches into HOME: matplotlib's font list), sets every limit,
   drops to the unprivileged pool uid when it runs as root, then the kernel replaces it.
 
 Limits: RLIMIT_AS (allocations beyond it raise MemoryError), RLIMIT_NPROC (processes and
@@ -57,6 +58,8 @@ def sandboxed(settings: dict, cmd: list[str]) -> None:
     limits, uid = settings["limits"], settings["uid"]
     home, workdir = settings["home"], settings["workdir"]
     shutil.copytree(settings["submission"], workdir, symlinks=True, dirs_exist_ok=True)
+    for source, dest in settings.get("caches", {}).items():  # prepared by the grader
+        shutil.copytree(source, dest, dirs_exist_ok=True)
     startup = os.path.join(home, ".ipython", "profile_default", "startup")
     os.makedirs(startup)
     with open(os.path.join(startup, "00-sit471-limits.py"), "w") as fh:

@@ -21,7 +21,10 @@ What the kernel sees (everything else does not exist for it):
   working directory ``/home/student/work`` (a size-capped tmpfs, also HOME) and starts the
   kernel there; ``/tmp`` is a private size-capped tmpfs;
 * its connection sockets (jupyter_client's ``ipc`` transport) in a private directory bound
-  read-write at the same path.
+  read-write at the same path;
+* ``/run/sit471/matplotlib``: matplotlib's font list, built once by the grader
+  (:func:`matplotlib_cache`), read-only; the launcher copies it into the kernel's own
+  MPLCONFIGDIR.
 
 The user: RLIMIT_NPROC does not bind uid 0, even inside a user namespace (the kernel exempts
 the initial root user), and a root grader's Python often lives under /root (mode 0700),
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -52,6 +56,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +70,9 @@ HOME = "/home/student"
 WORKDIR = HOME + "/work"
 SUBMISSION = "/run/sit471/submission"
 LAUNCHER = "/run/sit471/launch.py"
+#: matplotlib's font list, prepared once (:func:`matplotlib_cache`), bound read-only; the
+#: launcher copies it into the kernel's own MPLCONFIGDIR
+MPL_CACHE = "/run/sit471/matplotlib"
 #: the only variables a kernel gets (SIT471_CASES is rewritten to the copy it can read)
 ENV_WHITELIST = ("LANG", "LC_ALL", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
                  "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND")
@@ -213,15 +221,54 @@ def build_command(
             "--ro-bind", str(launcher), LAUNCHER,
             "--bind", ipc_dir, ipc_dir,
             "--chdir", "/"]
+    caches = {}
+    fonts = matplotlib_cache()
+    if fonts is not None:
+        cmd[-2:-2] = ["--ro-bind", str(fonts), MPL_CACHE]
+        caches[MPL_CACHE] = HOME + "/.config/matplotlib"  # MPLCONFIGDIR (sandbox_env)
     cmd[head:head] = _parent_dirs(cmd[head:])
     cmd += ["--clearenv"]
     for name, value in sandbox_env(env, scratch).items():
         cmd += ["--setenv", name, value]
     settings = {"limits": asdict(limits), "uid": uid, "submission": SUBMISSION,
-                "workdir": WORKDIR, "home": HOME}
+                "workdir": WORKDIR, "home": HOME, "caches": caches}
     cmd += [sys.executable, "-I", "-S", LAUNCHER, "--sandbox", json.dumps(settings), "--",
             *kernel_cmd]
     return cmd
+
+
+@functools.cache
+def matplotlib_cache() -> Path | None:
+    """A folder holding matplotlib's font list, built once per grader user and matplotlib
+    version (``~/.cache/sit471/matplotlib-VERSION``), or None (no matplotlib, or it could not
+    be built). Each kernel starts with a copy of it: a kernel's MPLCONFIGDIR is a fresh
+    folder of its own, where matplotlib would scan the system's fonts again at the first
+    import (about 0.13 s of each kernel's start). It is built with an empty HOME, as the
+    kernel's is, so that it lists the fonts a kernel can see: the system's and matplotlib's.
+    """
+    try:
+        version = importlib.metadata.version("matplotlib")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sit471"
+    folder = cache / f"matplotlib-{version}"
+    if not any(folder.glob("fontlist-*.json")):
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                build, home = Path(tmp, "build"), Path(tmp, "home")
+                home.mkdir()
+                subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
+                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                    "HOME": str(home), "MPLCONFIGDIR": str(build)},
+                               check=True, capture_output=True, timeout=300)
+                for path in [build, *build.iterdir()]:
+                    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(build, folder)  # another grader may have won the race: fine too
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return folder if any(folder.glob("fontlist-*.json")) else None
 
 
 def _parent_dirs(ops: list[str]) -> list[str]:

@@ -160,11 +160,15 @@ def render(shapes: Sequence[np.ndarray], labels: np.ndarray,
     used = np.concatenate([used, keep[:, None]], 1)
     width = rng.uniform(0.06, 0.12, (n, 1, 1)).astype(np.float32)
     out = np.empty((n, SIZE * SIZE), np.float32)
+    # each pixel's distance to each stroke, x and y apart: (b, S, pixels) arrays, about 4x
+    # faster than a trailing axis of 2 (the same numbers)
+    gx, gy = _GRID[:, 0], _GRID[:, 1]
     for s in range(0, n, 256):
-        a, b = segs[s:s + 256, :, None, 0], segs[s:s + 256, :, None, 1]  # (b, S, 1, 2)
-        ab, ap = b - a, _GRID - a
-        t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-6), 0, 1)
-        dist = np.sqrt(((ap - t[..., None] * ab) ** 2).sum(-1))  # (b, S, pixels)
+        a, b = segs[s:s + 256, :, 0, :, None], segs[s:s + 256, :, 1, :, None]  # (b, S, 2, 1)
+        (abx, aby), (apx, apy) = (b - a).transpose(2, 0, 1, 3), (gx - a[:, :, 0], gy - a[:, :, 1])
+        t = np.clip((apx * abx + apy * aby) / np.maximum(abx * abx + aby * aby, 1e-6), 0, 1)
+        dx, dy = apx - t * abx, apy - t * aby
+        dist = np.sqrt(dx * dx + dy * dy)  # (b, S, pixels)
         ink = np.clip((width[s:s + 256] - dist) / 0.07 + 0.5, 0, 1) * used[s:s + 256, :, None]
         out[s:s + 256] = ink.max(1)
     out += rng.normal(0, 0.05, out.shape).astype(np.float32)

@@ -9,6 +9,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -285,3 +287,37 @@ def test_no_sandbox_grades_as_before_and_a_dead_worker_costs_only_its_student(tm
     assert "killer: 0 / 15" in report
     assert "grading failed: the grading process failed twice (the worker died: killed by " \
         "signal 9)" in report
+
+
+def test_a_kernel_starts_with_matplotlib_s_font_list_and_uses_it(tmp_path):
+    """The grader's prepared font list is in the kernel's own MPLCONFIGDIR before matplotlib
+    is first imported there, and matplotlib takes it as it is (it scans the system's fonts
+    only when it finds none: 0.1-0.2 s of every kernel's start)."""
+    fonts = sandbox.matplotlib_cache()
+    assert fonts is not None, "matplotlib's font list could not be prepared"
+    code = (
+        "import glob, logging, os, sys\n"
+        "folder = os.environ['MPLCONFIGDIR']\n"
+        "before = {p: open(p).read() for p in glob.glob(folder + '/fontlist-*.json')}\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "import matplotlib.font_manager as fm\n"
+        "after = {p: open(p).read() for p in glob.glob(folder + '/fontlist-*.json')}\n"
+        "path = fm.findfont('DejaVu Sans', fallback_to_default=False)\n"
+        "print('SAME' if before and before == after else 'CHANGED', len(before),\n"
+        "      os.path.isfile(path), os.access(folder, os.W_OK))\n"
+    )
+    scratch, ipc = tmp_path / "scratch", tmp_path / "ipc"
+    scratch.mkdir()
+    ipc.mkdir()
+    lease = sandbox.UidLease() if os.geteuid() == 0 else None
+    try:
+        cmd = sandbox.build_command(
+            [sys.executable, "-c", code], scratch=str(scratch), ipc_dir=str(ipc), env={},
+            limits=sandbox.Limits(), uid=lease.uid if lease else None)
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        if lease:
+            lease.release()
+    assert run.returncode == 0, run.stderr
+    assert "generated new fontManager" not in run.stdout + run.stderr
+    assert run.stdout.split()[-4:] == ["SAME", "1", "True", "True"], run.stdout + run.stderr
