@@ -9,8 +9,8 @@ Reports, for submissions of 01_backprop (the demo's four variants in turn):
   submissions at ``--jobs 1``, minus the notebook's execution time (nbclient, fresh kernel);
 * what the sandbox costs (16 at ``--jobs 2`` with ``--no-sandbox``) and what the grader's
   verdicts cost (cases and checks of one submission, timed in this process);
-* what warm kernels save (16 at ``--jobs 2`` with ``c.LimitedKernelManager.warm_kernels =
-  False`` in a copy of the course);
+* what warm kernels save, and the scaling without them (8 and 16 at ``--jobs 1`` and ``2``
+  with ``c.LimitedKernelManager.warm_kernels = False`` in a copy of the course);
 * plain ``nbgrader autograde`` on the same 16 submissions (no sandbox, no feedback);
 * where the fixed cost goes: the phases of the one-submission regrade, from the marks the
   main process, the worker and the kernel leave in ``$SIT471_TIMELINE``.
@@ -124,10 +124,11 @@ def main() -> None:
         shutil.copytree(course, cold, ignore=shutil.ignore_patterns("release", "runs"))
         with (cold / CONFIG_FILE).open("a") as fh:
             fh.write("\nc.LimitedKernelManager.warm_kernels = False\n")
-        for jobs in (1, 2):
-            t[f"16 submissions, --jobs {jobs}, no warm kernels"] = _grade(
-                subs[16], tmp / f"o16-cold{jobs}", jobs,
-                env={**os.environ, "SIT471_COURSE": str(cold)})
+        for n in (8, 16):
+            for jobs in (1, 2):
+                t[f"{n} submissions, --jobs {jobs}, no warm kernels"] = _grade(
+                    subs[n], tmp / f"o{n}-cold{jobs}", jobs,
+                    env={**os.environ, "SIT471_COURSE": str(cold)})
         t["1 submission, --jobs 1, regrade with a timeline"], profile = _profile(
             subs[1], tmp / "o1")
 
@@ -145,9 +146,10 @@ def main() -> None:
     scale16 = t["16 submissions, --jobs 1"] / t["16 submissions, --jobs 2"]
     slope = (t["16 submissions, --jobs 1"] - t["1 submission, --jobs 1, new output folder"]) / 15
     sandbox = (t["16 submissions, --jobs 2"] - t["16 submissions, --jobs 2, --no-sandbox"]) / 16
-    warm = (t["16 submissions, --jobs 2, no warm kernels"] - t["16 submissions, --jobs 2"]) / 16
-    cold16 = (t["16 submissions, --jobs 1, no warm kernels"]
-              / t["16 submissions, --jobs 2, no warm kernels"])
+    warm = {jobs: (t[f"16 submissions, --jobs {jobs}, no warm kernels"]
+                   - t[f"16 submissions, --jobs {jobs}"]) / 16 for jobs in (1, 2)}
+    cold = {n: t[f"{n} submissions, --jobs 1, no warm kernels"]
+            / t[f"{n} submissions, --jobs 2, no warm kernels"] for n in (8, 16)}
     lines = [
         "# Grading speed",
         "",
@@ -165,11 +167,14 @@ def main() -> None:
         f"- notebook's own execution (nbclient, fresh kernel, no sandbox; median of 3): "
         f"{execution:.2f} s",
         f"- scaling, `--jobs 2` vs `--jobs 1`: {scale8:.2f}× on 8, {scale16:.2f}× on 16",
-        f"- scaling without warm kernels (each job then uses one core): {cold16:.2f}× on 16",
+        f"- scaling without warm kernels (each job then uses one core): {cold[8]:.2f}× on 8, "
+        f"{cold[16]:.2f}× on 16",
         f"- cost per additional submission at `--jobs 1` (slope from 1 to 16): {slope:.2f} s, "
         f"of which {slope - execution:.2f} s beyond the notebook's own run",
         f"- the sandbox: {sandbox:+.2f} s per submission at `--jobs 2` (16 with vs without)",
-        f"- warm kernels save {warm:.2f} s per submission at `--jobs 2` (16 without vs with)",
+        f"- warm kernels save {warm[1]:.2f} s per submission at `--jobs 1` (the next kernel "
+        f"starts on the idle core) and {warm[2]:.2f} s at `--jobs 2` (no core is idle) "
+        "(16 without vs with)",
         f"- the grader's verdicts per submission: {drawn * 1000:.0f} ms to draw the cases, "
         f"{judged * 1000:.0f} ms to judge the outputs",
         f"- plain nbgrader, 16 sequential: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import nbformat
@@ -26,6 +27,22 @@ def by_assignment(names=ASSIGNMENTS):
             for name in names]
 
 
+_POOL: list = []
+
+
+def demo_pool():
+    """One pool of two grading workers for every demo batch this test process grades, as
+    `sit471 demo` grades every assignment with one pool (a pool of each batch's own started
+    two workers again: about 3 CPU-seconds of imports and warm-up per batch)."""
+    if not _POOL:
+        from autograde.workers import start_pool
+
+        pool = start_pool(2)
+        atexit.register(lambda: (pool.stop(), pool.join()))
+        _POOL.append(pool)
+    return _POOL[0]
+
+
 def graded_demo(tmp_path_factory, name: str):
     """(report, output folder) of the four demo submissions of ``name`` graded once for
     the session; the autograded notebooks lie in ``out/nbgrader/autograded/STUDENT/NAME``."""
@@ -37,7 +54,9 @@ def graded_demo(tmp_path_factory, name: str):
 
     def compute(tmp: Path):
         write_submissions(COURSE, name, tmp / "subs")
-        return grade(COURSE, name, tmp / "subs", tmp / "out", jobs=2, progress=False), tmp / "out"
+        report = grade(COURSE, name, tmp / "subs", tmp / "out", progress=False,
+                       pool=demo_pool())
+        return report, tmp / "out"
 
     return shared(tmp_path_factory, f"demo_{name}", compute)
 
