@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pickle
@@ -160,6 +161,24 @@ def pytest_xdist_make_scheduler(config, log):
             return self.groups.get(nodeid, nodeid)
 
     return GroupScheduling(config, log)
+
+
+_POOL: list = []
+
+
+def grading_pool():
+    """One pool of two grading workers for the batches of well-behaved submissions a test
+    process grades in itself (the demo's, tests/test_grading.py's, PostgreSQL's), as
+    `sit471 demo` grades every assignment with one pool: a pool of each batch's own started
+    two workers again, about 3-4 CPU-seconds of imports and warm-up per batch. The batches
+    that attack the grader (hostile, sandbox, verdicts) keep pools of their own."""
+    if not _POOL:
+        from autograde.workers import start_pool
+
+        pool = start_pool(2)
+        atexit.register(lambda: (pool.stop(), pool.join()))
+        _POOL.append(pool)
+    return _POOL[0]
 
 
 def shared(tmp_path_factory, name: str, compute: Callable[[Path], object]) -> object:

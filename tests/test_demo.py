@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ASSIGNMENTS, COURSE, shared
+from conftest import ASSIGNMENTS, COURSE, grading_pool, shared
 
 from autograde.demo import write_submissions
 from autograde.grade import grade
@@ -27,22 +26,6 @@ def by_assignment(names=ASSIGNMENTS):
             for name in names]
 
 
-_POOL: list = []
-
-
-def demo_pool():
-    """One pool of two grading workers for every demo batch this test process grades, as
-    `sit471 demo` grades every assignment with one pool (a pool of each batch's own started
-    two workers again: about 3 CPU-seconds of imports and warm-up per batch)."""
-    if not _POOL:
-        from autograde.workers import start_pool
-
-        pool = start_pool(2)
-        atexit.register(lambda: (pool.stop(), pool.join()))
-        _POOL.append(pool)
-    return _POOL[0]
-
-
 def graded_demo(tmp_path_factory, name: str):
     """(report, output folder) of the four demo submissions of ``name`` graded once for
     the session; the autograded notebooks lie in ``out/nbgrader/autograded/STUDENT/NAME``."""
@@ -55,7 +38,7 @@ def graded_demo(tmp_path_factory, name: str):
     def compute(tmp: Path):
         write_submissions(COURSE, name, tmp / "subs")
         report = grade(COURSE, name, tmp / "subs", tmp / "out", progress=False,
-                       pool=demo_pool())
+                       pool=grading_pool())
         return report, tmp / "out"
 
     return shared(tmp_path_factory, f"demo_{name}", compute)

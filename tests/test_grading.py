@@ -10,7 +10,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import COURSE, REPO, shared
+from conftest import COURSE, REPO, grading_pool, shared
 from grading_helpers import grades
 
 from autograde.course import CourseError
@@ -52,7 +52,7 @@ def _grade_batch(tmp):
     shutil.copy2(subs / "reference" / NOTEBOOK, subs / "wrongname" / "my_backprop.ipynb")
     before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
     out = tmp / "out"
-    report = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
+    report = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool())
     after = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
     assert before == after, "grading must never modify the submissions"
     return report, out, subs
@@ -134,7 +134,7 @@ def test_table_lists_every_student_and_test(graded):
 def test_grading_again_is_idempotent(graded):
     report, out, subs = graded
     before = (out / "grades.csv").read_text()
-    again = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
+    again = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool())
     assert (out / "grades.csv").read_text() == before
     assert [(s.student, s.score) for s in again.students] == [
         (s.student, s.score) for s in report.students
@@ -151,13 +151,12 @@ def test_a_new_submission_replaces_the_old_grades(tmp_path):
     for variant in ("reference", "blank", "partial", "broken"):
         shutil.rmtree(subs / variant)
     out = tmp_path / "out"
-    first = {
-        s.student: s.score for s in grade(COURSE, NAME, subs, out, jobs=2, progress=False).students
-    }
+    report = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool())
+    first = {s.student: s.score for s in report.students}
     assert first == {"alice": 15.0, "bob": 15.0}
     (subs / "alice" / NOTEBOOK).write_text("not json")
     (subs / "bob" / NOTEBOOK).unlink()
-    second = grade(COURSE, NAME, subs, out, jobs=2, progress=False)
+    second = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool())
     assert {s.student: s.score for s in second.students} == {"alice": 0.0, "bob": 0.0}
     assert grades(out) == {"alice": 0.0, "bob": 0.0}
     assert not (out / "feedback" / "bob").exists() or not any(
@@ -176,7 +175,7 @@ def test_lms_zip_is_collected(tmp_path):
                 subs / variant / NOTEBOOK,
                 f"{NAME}_{student}_attempt_2026-11-20-10-00-00_backprop.ipynb",
             )
-    report = grade(COURSE, NAME, archive, tmp_path / "out", jobs=2, progress=False)
+    report = grade(COURSE, NAME, archive, tmp_path / "out", progress=False, pool=grading_pool())
     scores = {s.student: s.score for s in report.students}
     assert scores == {"alice": 15.0, "b_doe": 0.0}
     # a later zip into the same output folder: its students only, from its own files
@@ -186,7 +185,7 @@ def test_lms_zip_is_collected(tmp_path):
         for student, variant in [("b_doe", "reference"), ("carol", "blank")]:
             zf.write(subs / variant / NOTEBOOK,
                      f"{NAME}_{student}_attempt_2026-11-21-10-00-00_backprop.ipynb")
-    report = grade(COURSE, NAME, later, tmp_path / "out", jobs=2, progress=False)
+    report = grade(COURSE, NAME, later, tmp_path / "out", progress=False, pool=grading_pool())
     assert {s.student: s.score for s in report.students} == {"b_doe": 15.0, "carol": 0.0}
 
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import COURSE, REPO, shared
+from conftest import COURSE, REPO, grading_pool, shared
 from grading_helpers import EXPECTED_01 as EXPECTED
 from grading_helpers import cli, grades, kill_after_first_student_then_rerun
 from postgres_server import PACKAGE_HINT, Server
@@ -80,13 +80,13 @@ def test_postgres_gives_the_sqlite_exports_and_regrading_is_idempotent(
     url = postgres.database()
     out = tmp_path / "out"
     use_secret(out, like=sqlite_out)
-    report = grade(COURSE, NAME, subs, out, jobs=2, progress=False, db=url)
+    report = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool(), db=url)
     assert not (out / "nbgrader" / "gradebook.db").exists(), "SQLite was used, not --db"
     for export in ("grades.csv", "points.csv", f"report-{NAME}.txt"):
         assert (out / export).read_text() == (sqlite_out / export).read_text(), export
     rows = _rows(url)
     assert rows["submitted_assignment"] == len(report.students) - 1  # "empty" has none
-    again = grade(COURSE, NAME, subs, out, jobs=2, progress=False, db=url)
+    again = grade(COURSE, NAME, subs, out, progress=False, pool=grading_pool(), db=url)
     assert (out / "grades.csv").read_text() == (sqlite_out / "grades.csv").read_text()
     assert [(s.student, s.score) for s in again.students] == [
         (s.student, s.score) for s in report.students]
