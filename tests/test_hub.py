@@ -302,6 +302,20 @@ def _open_feedback(page) -> str:
     return body.inner_text()
 
 
+def _read_saved(path: Path, timeout: float = 20.0) -> nbformat.NotebookNode:
+    """The notebook a save wrote. jupyter_server writes a notebook in place (its "atomic"
+    writing keeps a backup copy to restore on failure), so a read while a save is still
+    writing may find the file empty or cut: read again until it parses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return nbformat.read(path, as_version=4)
+        except (nbformat.reader.NotJSONError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_course_journey_on_jupyterhub(hub):
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -365,7 +379,7 @@ def _journey(hub: Hub, browser) -> None:
     alice.keyboard.press("Control+S")
     alice.locator(".jp-NotebookPanel:visible .jp-mod-dirty").wait_for(state="detached")
     _shot(hub, alice, "2c-student-a-answers-typed")
-    saved = nbformat.read(server.homes / ALICE / NAME / "backprop.ipynb", as_version=4)
+    saved = _read_saved(server.homes / ALICE / NAME / "backprop.ipynb")
     assert {i: saved.cells[i].source for i in answers} == answers
 
     alice.locator(".jp-NotebookPanel:visible .jp-Toolbar").get_by_text("Validate").click()
