@@ -264,8 +264,9 @@ def matplotlib_cache() -> Path | None:
                                check=True, capture_output=True, timeout=300)
                 for path in [build, *build.iterdir()]:
                     os.chmod(path, 0o755 if path.is_dir() else 0o644)
-                shutil.rmtree(folder, ignore_errors=True)
-                os.rename(build, folder)  # another grader may have won the race: fine too
+                # onto nothing or an empty folder; where another grader was first, its
+                # folder stays (kernels may be binding it) and this one is dropped
+                os.rename(build, folder)
         except (OSError, subprocess.SubprocessError):
             pass
     return folder if any(folder.glob("fontlist-*.json")) else None

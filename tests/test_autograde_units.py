@@ -583,3 +583,35 @@ def test_a_cell_stopped_for_the_notebook_budget_stops_at_or_after_the_deadline(l
     executor._deadline = time.monotonic() + left
     timeout = executor._get_timeout(nbformat.v4.new_code_cell("pass"))
     assert left <= timeout <= 5
+
+
+def test_matplotlib_font_list_is_built_once_and_is_optional(tmp_path, monkeypatch):
+    """Built into the grader's cache folder the first time; then found there without building
+    again; where it cannot be built, kernels start without it (matplotlib scans the fonts
+    itself then) instead of failing."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sandbox.matplotlib_cache.cache_clear()
+    try:
+        folder = sandbox.matplotlib_cache()
+        assert folder is not None and folder.parent == tmp_path / "cache" / "sit471"
+        assert [p.name for p in folder.iterdir()] == [
+            p.name for p in folder.glob("fontlist-*.json")]
+        settings = json.loads(build()[build().index("--sandbox") + 1])
+        assert (str(folder), sandbox.MPL_CACHE) in pairs(build(), "--ro-bind")
+        assert settings["caches"] == {sandbox.MPL_CACHE: sandbox.HOME + "/.config/matplotlib"}
+
+        def no_build(*args, **kw):
+            raise AssertionError("built again")
+
+        monkeypatch.setattr(sandbox.subprocess, "run", no_build)
+        sandbox.matplotlib_cache.cache_clear()
+        assert sandbox.matplotlib_cache() == folder
+        (tmp_path / "blocked").write_text("a file where the cache folder would go")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+        sandbox.matplotlib_cache.cache_clear()
+        assert sandbox.matplotlib_cache() is None
+        cmd = build()
+        assert sandbox.MPL_CACHE not in cmd
+        assert json.loads(cmd[cmd.index("--sandbox") + 1])["caches"] == {}
+    finally:
+        sandbox.matplotlib_cache.cache_clear()
