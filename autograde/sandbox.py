@@ -15,6 +15,8 @@ What the kernel sees (everything else does not exist for it):
   read-only at its own path — not the repository (course/source holds hidden tests);
   ``sit471/reference`` is covered by an empty read-only tmpfs unless
   ``LimitedKernelManager.hide_reference`` is off; the ``autograde`` package is never there;
+  nor is ``debugpy``, covered so: ipykernel then starts without its debugger, which
+  grading never uses (importing it took about 0.06 s of each kernel's start);
 * its own PID, network (loopback only, nothing listens), IPC and UTS namespaces;
 * ``/run/sit471/submission``: the scratch copy of the submission, read-only; the launcher
   (``autograde/kernel.py``, bound alone at ``/run/sit471/launch.py``) copies it into the
@@ -209,7 +211,7 @@ def build_command(
     if package is not None and not _inside(package, bound):
         cmd += ["--ro-bind", str(package), str(package)]
         bound.append(package)
-    hidden = [_package_dir("autograde")]
+    hidden = [_package_dir("autograde"), _package_dir("debugpy")]
     if hide_reference and package is not None:
         hidden.append(package / "reference")
     for folder in hidden:

@@ -81,6 +81,7 @@ print(json_out := __import__('json').dumps({{
     'repo': sorted(os.listdir({str(COURSE.parent)!r})),
     'reference': os.listdir({str(COURSE.parent / "sit471" / "reference")!r}),
     'autograde': importlib.util.find_spec('autograde') is not None,
+    'debugger': importlib.util.find_spec('debugpy.server') is not None,
     'tmp': sorted(os.listdir('/tmp')),
 }}))"""),
     }
@@ -211,6 +212,7 @@ def test_the_gradebook_and_the_graders_files_are_out_of_reach(batch):
     assert batch["graded"]  # the gradebook opened and lists the batch
     seen = batch["seen"]
     assert not seen["gradebook"] and not seen["course"] and not seen["autograde"]
+    assert not seen["debugger"], "ipykernel's debugger (debugpy) should not be importable"
     # from the repository: the package folder and the Python environment only
     assert "sit471" in seen["repo"] and set(seen["repo"]) <= {"sit471", ".venv"}
     assert seen["reference"] == []  # hidden: an empty folder
