@@ -302,18 +302,26 @@ def _open_feedback(page) -> str:
     return body.inner_text()
 
 
-def _read_saved(path: Path, timeout: float = 20.0) -> nbformat.NotebookNode:
-    """The notebook a save wrote. jupyter_server writes a notebook in place (its "atomic"
-    writing keeps a backup copy to restore on failure), so a read while a save is still
-    writing may find the file empty or cut: read again until it parses."""
+def _save(page, path: Path, answers: dict[int, str], timeout: float = 60.0) -> None:
+    """Save the notebook (Ctrl+S) until the file holds ``answers`` {cell index: source}, as a
+    student saves again when unsure. The last keystrokes may reach the notebook's model after
+    the save has begun, and jupyter_server writes a notebook in place (its "atomic" writing
+    keeps a backup copy), so one read may find an older save, or the file empty or cut."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            return nbformat.read(path, as_version=4)
-        except (nbformat.reader.NotJSONError, ValueError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        page.keyboard.press("Control+S")
+        page.locator(".jp-NotebookPanel:visible .jp-mod-dirty").wait_for(state="detached")
+        for _ in range(10):
+            try:
+                saved = nbformat.read(path, as_version=4)
+                got = {i: saved.cells[i].source for i in answers}
+            except (nbformat.reader.NotJSONError, ValueError, IndexError):
+                got = None
+            if got == answers:
+                return
+            time.sleep(0.3)
+        if time.monotonic() > deadline:
+            assert got == answers, f"the saved notebook does not hold the typed answers: {got}"
 
 
 def test_course_journey_on_jupyterhub(hub):
@@ -376,11 +384,8 @@ def _journey(hub: Hub, browser) -> None:
     first.click()  # the notebook has the focus, cell 0 is active
     for index, text in answers.items():
         _type_into(alice, index, text)
-    alice.keyboard.press("Control+S")
-    alice.locator(".jp-NotebookPanel:visible .jp-mod-dirty").wait_for(state="detached")
+    _save(alice, server.homes / ALICE / NAME / "backprop.ipynb", answers)
     _shot(hub, alice, "2c-student-a-answers-typed")
-    saved = _read_saved(server.homes / ALICE / NAME / "backprop.ipynb")
-    assert {i: saved.cells[i].source for i in answers} == answers
 
     alice.locator(".jp-NotebookPanel:visible .jp-Toolbar").get_by_text("Validate").click()
     dialog = alice.locator(".jp-Dialog")
