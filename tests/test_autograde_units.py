@@ -599,8 +599,9 @@ def test_matplotlib_font_list_is_built_once_and_is_optional(tmp_path, monkeypatc
         assert folder is not None and folder.parent == tmp_path / "cache" / "sit471"
         assert [p.name for p in folder.iterdir()] == [
             p.name for p in folder.glob("fontlist-*.json")]
-        settings = json.loads(build()[build().index("--sandbox") + 1])
-        assert (str(folder), sandbox.MPL_CACHE) in pairs(build(), "--ro-bind")
+        cmd = build()
+        assert (str(folder), sandbox.MPL_CACHE) in pairs(cmd, "--ro-bind")
+        settings = json.loads(cmd[cmd.index("--sandbox") + 1])
         assert settings["caches"] == {sandbox.MPL_CACHE: sandbox.HOME + "/.config/matplotlib"}
 
         def no_build(*args, **kw):
