@@ -27,17 +27,21 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
+import time
 from multiprocessing.util import Finalize
 from pathlib import Path
+from queue import Empty
 
 import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
-from traitlets import Bool, Integer
+from traitlets import Bool, DottedObjectName, Integer, Type
 
 from autograde import sandbox
 from sit471.channel import CASES_ENV
@@ -85,6 +89,43 @@ del _sit471_deliver
 """
 
 
+class PromptKernelClient(AsyncKernelClient):
+    """jupyter_client's asynchronous client, ready as soon as its kernel answers.
+
+    jupyter_client's ``wait_for_ready`` ends by reading IOPub until it has been quiet for
+    0.2 s: every kernel start (one per submission) waited 0.2 s with nothing to do. This one
+    ends by dropping only the IOPub messages already received. A status message of the
+    handshake that comes later changes nothing: nbclient reads only the IOPub messages that
+    answer its own requests.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # IOPub is connected once one of its messages (the welcome) arrives
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():  # jupyter_client's messages, word for word
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {int(timeout)} seconds")
+        while True:  # the messages already there, without waiting for more
+            try:
+                await self.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                return
+
+
 class LimitedKernelManager(AsyncKernelManager):
     """Starts the kernel in the bubblewrap sandbox (``autograde/sandbox.py``) under limits.
 
@@ -106,6 +147,8 @@ class LimitedKernelManager(AsyncKernelManager):
     hide_reference = Bool(True, help="sit471/reference invisible in the sandbox").tag(
         config=True
     )
+    client_class = DottedObjectName("autograde.kernels.PromptKernelClient")
+    client_factory = Type(klass=PromptKernelClient)
     warm_kernels = Bool(True, help="start each grading worker's next kernel ahead of time "
                         "(autograde/kernels.py)").tag(config=True)
 

@@ -619,3 +619,60 @@ def test_matplotlib_font_list_is_built_once_and_is_optional(tmp_path, monkeypatc
         assert json.loads(cmd[cmd.index("--sandbox") + 1])["caches"] == {}
     finally:
         sandbox.matplotlib_cache.cache_clear()
+
+
+# --- the kernel client's handshake (kernels.PromptKernelClient) ----------------------------
+
+
+class _FakeChannel:
+    """Answers get_msg from a script (a message, or Empty), recording the timeouts for
+    which it had nothing; jupyter_client's own client then waits on an empty IOPub."""
+
+    def __init__(self, script):
+        self.script, self.empty_waits, self.sent = list(script), [], []
+
+    def send(self, msg):
+        self.sent.append(msg["header"]["msg_type"])
+
+    async def get_msg(self, timeout=None):
+        from queue import Empty
+        if self.script and self.script[0] is not Empty:
+            return self.script.pop(0)
+        if self.script:
+            self.script.pop(0)
+        self.empty_waits.append(timeout)
+        raise Empty
+
+
+def _handshake(shell_script, iopub_script):
+    import asyncio
+
+    from autograde.kernels import PromptKernelClient
+
+    client = PromptKernelClient()
+    client._shell_channel = shell = _FakeChannel(shell_script)
+    client._iopub_channel = iopub = _FakeChannel(iopub_script)
+    asyncio.run(client.wait_for_ready(timeout=5))
+    return shell, iopub
+
+
+REPLY = {"msg_type": "kernel_info_reply", "content": {"protocol_version": "5.4"},
+         "parent_header": {}}
+IOPUB = [{"msg_type": t, "content": {}, "parent_header": {}} for t in
+         ("iopub_welcome", "status", "status")]
+
+
+def test_the_kernel_client_is_ready_without_waiting_for_iopub_to_fall_quiet():
+    shell, iopub = _handshake([REPLY], IOPUB)
+    # jupyter_client's client waits 0.2 s on the empty IOPub at the end: [0.2] here
+    assert iopub.empty_waits == [0], iopub.empty_waits
+    assert shell.sent == ["kernel_info_request"]
+    assert iopub.script == []  # the handshake's messages already there are read
+
+
+def test_the_kernel_client_asks_again_until_iopub_is_connected():
+    from queue import Empty
+
+    shell, iopub = _handshake([REPLY, REPLY], [Empty, *IOPUB])
+    assert shell.sent == ["kernel_info_request"] * 2
+    assert iopub.empty_waits == [0.2, 0]
