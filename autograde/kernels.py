@@ -126,7 +126,14 @@ class PromptKernelClient(AsyncKernelClient):
                 return
 
 
-class LimitedKernelManager(AsyncKernelManager):
+class PromptKernelManager(AsyncKernelManager):
+    """jupyter_client's asynchronous kernel manager with :class:`PromptKernelClient`."""
+
+    client_class = DottedObjectName("autograde.kernels.PromptKernelClient")
+    client_factory = Type(klass=PromptKernelClient)
+
+
+class LimitedKernelManager(PromptKernelManager):
     """Starts the kernel in the bubblewrap sandbox (``autograde/sandbox.py``) under limits.
 
     The kernel talks to us over unix sockets (``ipc`` transport) in a private directory,
@@ -147,8 +154,6 @@ class LimitedKernelManager(AsyncKernelManager):
     hide_reference = Bool(True, help="sit471/reference invisible in the sandbox").tag(
         config=True
     )
-    client_class = DottedObjectName("autograde.kernels.PromptKernelClient")
-    client_factory = Type(klass=PromptKernelClient)
     warm_kernels = Bool(True, help="start each grading worker's next kernel ahead of time "
                         "(autograde/kernels.py)").tag(config=True)
 

@@ -25,6 +25,7 @@ from nbclient import NotebookClient
 from autograde.course import assignments, find_course_root
 from autograde.demo import write_submissions
 from autograde.grade import grade
+from autograde.kernels import PromptKernelManager
 
 BUDGET_S = 45.0
 IGNORED = (".ipynb_checkpoints", "__pycache__", "runs", ".*")
@@ -36,6 +37,7 @@ def time_execution(path: Path) -> float:
     try:
         start = time.perf_counter()
         NotebookClient(nb, timeout=120, kernel_name="python3",
+                       kernel_manager_class=PromptKernelManager,  # the client grading uses
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         return time.perf_counter() - start
     finally:

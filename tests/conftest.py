@@ -15,6 +15,7 @@ from filelock import FileLock
 from nbclient import NotebookClient
 
 from autograde.execute import CASES_FILE
+from autograde.kernels import PromptKernelManager
 from autograde.verdict import hidden_tests, judge, judge_cell, take_results
 from sit471.channel import CASES_ENV, write_cases
 
@@ -73,6 +74,7 @@ def execute(
         nb,
         timeout=timeout,
         kernel_name="python3",
+        kernel_manager_class=PromptKernelManager,  # as grading's: no 0.2 s wait at start
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
     )
@@ -294,6 +296,7 @@ def mistake_kernel(notebook: Path, last_test: str, skipped: set[str], tmp: Path)
         nb.cells = [c for c, gid in zip(nb.cells[: ids.index(last_test) + 1], ids, strict=False)
                     if c.cell_type == "code" and gid not in skipped]
         client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
+                                kernel_manager_class=PromptKernelManager,
                                 resources={"metadata": {"path": str(folder)}})
         kernel = MistakeKernel(client, cells, tests, cases)
         with client.setup_kernel(env=kernel_env(True, path)):
