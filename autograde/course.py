@@ -8,6 +8,7 @@ the instructor's tree never gains a gradebook or student files.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -113,6 +114,41 @@ def use_in_process_alembic() -> None:
     nbgrader.api.get_alembic_version = alembic_head
 
 
+class SchemaCheckedOnce:
+    """``jsonschema.validate`` for nbgrader, checking each schema only once.
+
+    nbgrader validates each cell's metadata with ``jsonschema.validate``, which first checks
+    the schema itself against its meta-schema: every time, for the same schema. That was
+    about a fifth of the grading worker's CPU time in an autograde step of 01 (0.28 -> 0.22
+    s). Here the verdict on the metadata is still jsonschema's (its validator for the schema,
+    its ``best_match`` error).
+    """
+
+    def __init__(self) -> None:
+        self._validators: dict[str, object] = {}
+
+    def validate(self, instance: object, schema: dict) -> None:
+        import jsonschema
+
+        key = json.dumps(schema, sort_keys=True)
+        validator = self._validators.get(key)
+        if validator is None:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            validator = self._validators[key] = cls(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        if error is not None:
+            raise error
+
+
+def use_schema_checked_once() -> None:
+    """Make nbgrader's metadata validation use :class:`SchemaCheckedOnce`."""
+    from nbgrader.nbgraderformat import common
+
+    if not isinstance(common.jsonschema, SchemaCheckedOnce):
+        common.jsonschema = SchemaCheckedOnce()
+
+
 def run_step(root: Path, step: str, assignment: str, student: str | None = None) -> dict:
     """Run one nbgrader step in this process; returns nbgrader's {success, log, error} dict."""
     from nbgrader import converters
@@ -120,6 +156,7 @@ def run_step(root: Path, step: str, assignment: str, student: str | None = None)
     from nbgrader.utils import capture_log
 
     use_in_process_alembic()
+    use_schema_checked_once()
     config = load_config(root)
     coursedir = CourseDirectory(config=config)
     if coursedir.db_url.startswith("sqlite:") and "?" not in coursedir.db_url:

@@ -676,3 +676,33 @@ def test_the_kernel_client_asks_again_until_iopub_is_connected():
     shell, iopub = _handshake([REPLY, REPLY], [Empty, *IOPUB])
     assert shell.sent == ["kernel_info_request"] * 2
     assert iopub.empty_waits == [0.2, 0]
+
+
+# --- nbgrader's metadata validation (course.SchemaCheckedOnce) ------------------------------
+
+
+def test_nbgrader_checks_its_metadata_schema_once_and_judges_metadata_as_jsonschema_does(
+        monkeypatch):
+    import jsonschema
+    from nbgrader.nbgraderformat import MetadataValidator, common
+
+    from autograde.course import SchemaCheckedOnce, use_schema_checked_once
+
+    monkeypatch.setattr(common, "jsonschema", jsonschema)
+    use_schema_checked_once()
+    assert isinstance(common.jsonschema, SchemaCheckedOnce)
+    checks = []
+    monkeypatch.setattr(jsonschema.Draft4Validator, "check_schema",
+                        classmethod(lambda cls, schema: checks.append(1)))
+    validator = MetadataValidator()
+    good = nbformat.from_dict(cell("x = 1", "answer", solution=True, grade=True, points=2))
+    bad = nbformat.from_dict(cell("x = 1", "answer", solution=True, grade=True, points=2))
+    bad.metadata.nbgrader.points = "two"
+    for _ in range(3):
+        validator.validate_cell(good)
+    with pytest.raises(jsonschema.ValidationError) as ours:
+        validator.validate_cell(bad)
+    assert len(checks) == 1  # jsonschema.validate checks the schema at every call: 4 here
+    with pytest.raises(jsonschema.ValidationError) as theirs:
+        jsonschema.validate(bad.metadata.nbgrader, validator.schema)
+    assert str(ours.value) == str(theirs.value)

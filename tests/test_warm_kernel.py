@@ -216,12 +216,19 @@ def test_the_feedback_exporter_writes_what_nbconvert_writes_and_compiles_once(mo
     monkeypatch.setattr(feedback.TEMPLATES, "dump_bytecode",
                         lambda bucket, dump=feedback.TEMPLATES.dump_bytecode:
                         compiled.append(bucket.key) or dump(bucket))
+    monkeypatch.setattr(feedback, "HIGHLIGHTED", {})
+    highlighted = []
+    monkeypatch.setattr(feedback.Highlight2HTML, "__call__",
+                        lambda self, source, call=feedback.Highlight2HTML.__call__, **kw:
+                        highlighted.append(source) or call(self, source, **kw))
     plain, _ = HTMLExporter().from_notebook_node(nb)
+    highlighted.clear()
     first, _ = feedback.FeedbackExporter().from_notebook_node(nb)
-    n = len(compiled)
+    n, cells = len(compiled), sorted(highlighted)
     again, _ = feedback.FeedbackExporter().from_notebook_node(nb)
     assert first == plain == again
     assert n > 0 and len(compiled) == n  # the second exporter compiled nothing
+    assert cells == ["print('hello')", "x = 1"] and sorted(highlighted) == cells  # nor highlighted
 
 
 def test_the_feedback_warm_up_compiles_the_pages_templates_and_writes_nothing(tmp_path):
