@@ -108,7 +108,8 @@ def test_source_notebook_runs_and_passes_every_test(path, tmp_path):
     prelude, shown_in, shown = PRELUDES.get(path.name, ("", None, None))
     if prelude:
         nb.cells.insert(0, nbformat.v4.new_code_cell(prelude))
-    # as a student runs it: explorations included
+    # as a student runs it: explorations included, so a cell may take minutes beside another
+    # test worker
     nb = execute(nb, path.parent, grading=False, timeout=300)
     for cell in nb.cells:
         assert not errors(cell), (nbgrader_meta(cell).get("grade_id"), errors(cell))
