@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
-from autograde.course import CourseError, assignments, find_course_root
-from autograde.submissions import DEFAULT_ZIP_REGEXP
+from autograde.course import CourseError, assignments, check_assignment, find_course_root
+from autograde.submissions import DEFAULT_ZIP_REGEXP, check_source
 from autograde.timeline import mark
 
 
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
             from autograde.workers import start_pool
 
+            check_assignment(root, args.name)  # a typo costs no workers
+            check_source(args.submissions)
             # local workers import while we do; on a cluster its workers grade
             warm = (root, args.name, not args.no_sandbox)
             with nullcontext() if args.cluster else start_pool(args.jobs, warm) as pool:

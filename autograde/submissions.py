@@ -36,6 +36,14 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
             or Path(folder, n).is_symlink()}
 
 
+def check_source(source: Path) -> None:
+    """Raise CourseError unless ``source`` is a folder or a .zip file."""
+    if not source.exists():
+        raise CourseError(f"submissions not found: {source}")
+    if source.is_file() and source.suffix.lower() != ".zip":
+        raise CourseError(f"submissions must be a folder or a .zip file, got {source}")
+
+
 def collect(
     source: Path, work_root: Path, name: str, regexp: str = DEFAULT_ZIP_REGEXP
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -44,11 +52,8 @@ def collect(
     Returns the student ids found and, per student, notes for the report (for example a
     notebook that is missing). Raises CourseError when the input cannot be read at all.
     """
-    if not source.exists():
-        raise CourseError(f"submissions not found: {source}")
+    check_source(source)
     if source.is_file():
-        if source.suffix.lower() != ".zip":
-            raise CourseError(f"submissions must be a folder or a .zip file, got {source}")
         # collected into a folder of its own: only this zip's students are graded, never
         # a student left in submitted/ by an earlier run
         source = _collect_zip(source, work_root, name, regexp)

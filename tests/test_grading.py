@@ -203,7 +203,12 @@ def _cli(*args):
     )
 
 
-def test_cli_exits_nonzero_with_a_reason_when_grading_cannot_run(tmp_path, capsys):
+def test_cli_exits_nonzero_with_a_reason_when_grading_cannot_run(tmp_path, capsys,
+                                                                   monkeypatch):
+    from autograde import timeline
+
+    marks = tmp_path / "timeline.txt"  # a grading worker that started would mark it
+    monkeypatch.setenv(timeline.ENV, str(marks))
     proc = _cli("grade", "99_nope", str(tmp_path), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "no assignment '99_nope'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -216,3 +221,5 @@ def test_cli_exits_nonzero_with_a_reason_when_grading_cannot_run(tmp_path, capsy
     assert main(["grade", NAME, str(tmp_path / "file.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "folder or a .zip" in err and len(err.strip().splitlines()) == 1
+    # each reason was found before any grading worker (or warm kernel) was started
+    assert "worker:" not in (marks.read_text() if marks.exists() else "")
