@@ -82,7 +82,9 @@ HOSTILE = {
     "duplicated": _duplicate,
     "edited": _edit,
     "reordered": _reorder,
-    "slow": _slow,
+    # named to be graded first (students go in name order): its 21 s of sleep then overlap
+    # the other students' grading instead of ending the batch on one worker
+    "asleep": _slow,
     "fakeeq": _append(
         "cost",
         "class _Any(float):\n    def __eq__(self, other):\n        return True\n"
@@ -169,7 +171,7 @@ def test_output_bomb_is_cut(batch):
 
 
 def test_notebook_time_limit_stops_the_remaining_cells(batch):
-    s = batch[0]["slow"]
+    s = batch[0]["asleep"]
     assert s.points["test_sigmoid"] == 1
     assert s.points["test_train"] == 0
     assert _has(s.reasons, "NotebookTimeoutError: not run: the notebook used up its 20 s")
