@@ -4,7 +4,14 @@ Reports, for submissions of 01_backprop (the demo's four variants in turn):
 
 * the fixed cost: one submission at ``--jobs 1`` into a fresh output folder, and again into
   the same folder (a regrade: the grading copy of the course is kept);
-* scaling: 8 and 16 submissions at ``--jobs 1`` and ``--jobs 2``;
+* scaling: 8 and 16 submissions at ``--jobs 1`` and ``--jobs 2``; and with cores: the same
+  batches at ``--jobs 1`` confined to one core (every process of the run, kernels included,
+  by CPU affinity) against ``--jobs 2`` on two. The first compares two ways of using the same
+  machine, where ``--jobs 1`` already keeps a second core partly busy (its next warm
+  kernel); the second is what a second core adds, the question a TA buying cores asks;
+* the cores each run keeps busy (its CPU seconds, kernels included, over its wall time),
+  where the machine lets this process make a cgroup (root, cgroup v1 or v2), and the cost per
+  submission at ``--jobs 2`` against the limit ``notebook's run / cores``;
 * the overhead per submission beyond the notebook's own run: the slope between 1 and 16
   submissions at ``--jobs 1``, minus the notebook's execution time (nbclient, fresh kernel);
 * what the sandbox costs (16 at ``--jobs 2`` with ``--no-sandbox``) and what the grader's
@@ -52,11 +59,65 @@ def _submissions(demo: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = None) -> float:
+class CpuMeter:
+    """CPU seconds of a command's whole process tree, from a cgroup made for it (cgroup v1's
+    cpuacct or v2's cpu.stat); unavailable (``None`` readings) where none can be made."""
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        for root, name in ((Path("/sys/fs/cgroup/cpuacct"), "cpuacct.usage"),
+                           (Path("/sys/fs/cgroup"), "cpu.stat")):
+            group = root / f"sit471-bench-{os.getpid()}"
+            try:
+                group.mkdir()
+            except OSError:
+                continue
+            if (group / name).is_file():
+                self.group, self.file = group, name
+                break
+            group.rmdir()
+
+    def enter(self) -> None:
+        """In the child, before its command runs (``preexec_fn``)."""
+        if self.group is not None:
+            (self.group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def seconds(self) -> float | None:
+        if self.group is None:
+            return None
+        text = (self.group / self.file).read_text()
+        if self.file == "cpuacct.usage":
+            return int(text) / 1e9
+        return int(text.split("usage_usec ")[1].split()[0]) / 1e6
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.rmdir()
+
+
+METER = CpuMeter()
+#: CPU seconds of each timed run (label -> seconds), when METER can measure
+CPU: dict[str, float] = {}
+
+
+def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = None,
+           cores: set[int] | None = None, label: str | None = None) -> float:
+    """Seconds of one `sit471 grade` command; ``cores``: the only cores its processes may
+    use (they inherit the affinity); ``label``: record its CPU seconds in :data:`CPU`."""
+
+    def child() -> None:
+        METER.enter()
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+
+    cpu = METER.seconds()
     start = time.perf_counter()
     subprocess.run([*SIT471, "grade", NAME, str(subs), "--jobs", str(jobs), "--out", str(out),
-                    *flags], check=True, capture_output=True, env=env)
-    return time.perf_counter() - start
+                    *flags], check=True, capture_output=True, env=env, preexec_fn=child)
+    seconds = time.perf_counter() - start
+    if cpu is not None and label is not None:
+        CPU[label] = METER.seconds() - cpu
+    return seconds
 
 
 def _profile(subs: Path, out: Path) -> tuple[float, list[str]]:
@@ -115,9 +176,13 @@ def main() -> None:
         t = {}
         t["1 submission, --jobs 1, new output folder"] = _grade(subs[1], tmp / "o1", 1)
         t["1 submission, --jobs 1, regrade (same folder)"] = _grade(subs[1], tmp / "o1", 1)
+        one_core = {min(os.sched_getaffinity(0))}
         for n in (8, 16):
             for jobs in (1, 2):
-                t[f"{n} submissions, --jobs {jobs}"] = _grade(subs[n], tmp / f"o{n}-{jobs}", jobs)
+                label = f"{n} submissions, --jobs {jobs}"
+                t[label] = _grade(subs[n], tmp / f"o{n}-{jobs}", jobs, label=label)
+            label = f"{n} submissions, --jobs 1, one core"
+            t[label] = _grade(subs[n], tmp / f"o{n}-1core", 1, cores=one_core, label=label)
         t["16 submissions, --jobs 2, --no-sandbox"] = _grade(
             subs[16], tmp / "o16-nosandbox", 2, "--no-sandbox")
         cold = tmp / "cold-course"  # the course with warm kernels off
@@ -142,8 +207,12 @@ def main() -> None:
         t["16 submissions, plain nbgrader autograde (sequential)"] = time.perf_counter() - start
         drawn, judged = _verdict_cost(reference, tmp)
 
+    METER.close()
     scale8 = t["8 submissions, --jobs 1"] / t["8 submissions, --jobs 2"]
     scale16 = t["16 submissions, --jobs 1"] / t["16 submissions, --jobs 2"]
+    cores = {n: t[f"{n} submissions, --jobs 1, one core"] / t[f"{n} submissions, --jobs 2"]
+             for n in (8, 16)}
+    slope2 = (t["16 submissions, --jobs 2"] - t["8 submissions, --jobs 2"]) / 8
     slope = (t["16 submissions, --jobs 1"] - t["1 submission, --jobs 1, new output folder"]) / 15
     sandbox = (t["16 submissions, --jobs 2"] - t["16 submissions, --jobs 2, --no-sandbox"]) / 16
     warm = {jobs: (t[f"16 submissions, --jobs {jobs}, no warm kernels"]
@@ -160,15 +229,26 @@ def main() -> None:
         f"unless said otherwise. Measured {time.strftime('%Y-%m-%d')} in one run of "
         "`benchmarks/bench_grading.py`.",
         "",
-        "| run | seconds |",
-        "|---|---:|",
-        *[f"| {label} | {seconds:.1f} |" for label, seconds in t.items()],
+        "| run | seconds | cores busy |",
+        "|---|---:|---:|",
+        *[f"| {label} | {seconds:.1f} | "
+          f"{f'{CPU[label] / seconds:.2f}' if label in CPU else ''} |"
+          for label, seconds in t.items()],
+        "",
+        "Cores busy: the run's CPU seconds, every process of it counted (its workers, their "
+        "sandboxed kernels), over its wall time"
+        + ("." if CPU else " (not measured: this process could not make a cgroup)."),
         "",
         f"- notebook's own execution (nbclient, fresh kernel, no sandbox; median of 3): "
         f"{execution:.2f} s",
         f"- scaling, `--jobs 2` vs `--jobs 1`: {scale8:.2f}× on 8, {scale16:.2f}× on 16",
+        f"- scaling with cores, `--jobs 2` on two cores vs `--jobs 1` confined to one: "
+        f"{cores[8]:.2f}× on 8, {cores[16]:.2f}× on 16",
         f"- scaling without warm kernels (each job then uses one core): {cold[8]:.2f}× on 8, "
         f"{cold[16]:.2f}× on 16",
+        f"- cost per additional submission at `--jobs 2` (slope from 8 to 16): {slope2:.2f} s, "
+        f"against {execution / 2:.2f} s for the notebook's own run shared by the two jobs "
+        f"({execution / 2 / slope2:.0%} of that limit)",
         f"- cost per additional submission at `--jobs 1` (slope from 1 to 16): {slope:.2f} s, "
         f"of which {slope - execution:.2f} s beyond the notebook's own run",
         f"- the sandbox: {sandbox:+.2f} s per submission at `--jobs 2` (16 with vs without)",

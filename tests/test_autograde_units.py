@@ -678,6 +678,69 @@ def test_the_kernel_client_asks_again_until_iopub_is_connected():
     assert iopub.empty_waits == [0.2, 0]
 
 
+# --- the kernel manager's stop (kernels.PromptKernelManager) --------------------------------
+
+
+def _waits_until_dead(monkeypatch, checks_alive):
+    """The sleeps of PromptKernelManager's wait for a kernel seen alive ``checks_alive``
+    times; jupyter_client's own sleeps 0.1 s each time."""
+    import asyncio
+
+    from autograde.kernels import PromptKernelManager
+
+    km = PromptKernelManager()
+    answers = [True] * checks_alive + [False]
+
+    async def alive():
+        return answers.pop(0)
+
+    sleeps = []
+
+    async def sleep(delay):
+        sleeps.append(delay)
+
+    monkeypatch.setattr(km, "_async_is_alive", alive)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(km._async_wait())
+    assert answers == []  # it waited until the kernel was gone
+    return sleeps
+
+
+def test_a_stopped_kernel_is_seen_gone_within_milliseconds(monkeypatch):
+    assert _waits_until_dead(monkeypatch, 0) == []
+    assert _waits_until_dead(monkeypatch, 2) == [0.001, 0.002]
+
+
+def test_a_kernel_slow_to_die_is_checked_no_more_often_than_jupyter_client_does(monkeypatch):
+    sleeps = _waits_until_dead(monkeypatch, 12)
+    assert sleeps[:3] == [0.001, 0.002, 0.004]
+    assert max(sleeps) == 0.1 and sleeps[-3:] == [0.1, 0.1, 0.1]
+
+
+def test_closing_the_control_socket_of_a_gone_kernel_waits_for_nothing(tmp_path):
+    """An interrupt sent to a kernel that died before reading it: jupyter_client closed the
+    socket with its linger (0.1 s; a minute here), and the context's end waited that long."""
+    import threading
+
+    import zmq
+
+    from autograde.kernels import PromptKernelManager
+
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 60_000
+    socket.connect(f"ipc://{tmp_path}/nobody-listens")
+    socket.send(b"interrupt_request")
+    km = PromptKernelManager()
+    km._control_socket = socket
+    km._close_control_socket()
+    assert km._control_socket is None and socket.closed
+    ended = threading.Thread(target=context.term, daemon=True)
+    ended.start()
+    ended.join(timeout=20)
+    assert not ended.is_alive(), "the context waited to deliver to a kernel that is gone"
+
+
 # --- nbgrader's metadata validation (course.SchemaCheckedOnce) ------------------------------
 
 
