@@ -19,6 +19,8 @@ Reports, for submissions of 01_backprop (the demo's four variants in turn):
 * what warm kernels save, and the scaling without them (8 and 16 at ``--jobs 1`` and ``2``
   with ``c.LimitedKernelManager.warm_kernels = False`` in a copy of the course);
 * plain ``nbgrader autograde`` on the same 16 submissions (no sandbox, no feedback);
+* how steady the host was: a fixed loop timed before every run, its spread stated with the
+  figures (a shared virtual machine can change speed twofold within seconds);
 * where the fixed cost goes: the phases of the one-submission regrade, from the marks the
   main process, the worker and the kernel leave in ``$SIT471_TIMELINE``.
 
@@ -98,6 +100,19 @@ class CpuMeter:
 METER = CpuMeter()
 #: CPU seconds of each timed run (label -> seconds), when METER can measure
 CPU: dict[str, float] = {}
+#: seconds of the same fixed loop, timed before every graded run (see :func:`_probe`)
+PROBES: list[float] = []
+
+
+def _probe() -> None:
+    """Time a fixed pure-Python loop (about 0.1 s) into :data:`PROBES`: the host's speed just
+    before a run. On a shared virtual machine it can change twofold within seconds, and then
+    a ratio of two runs measures the host as much as the grader."""
+    start = time.perf_counter()
+    total = 0
+    for k in range(1_000_000):
+        total += k
+    PROBES.append(time.perf_counter() - start)
 
 
 def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = None,
@@ -110,6 +125,7 @@ def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = Non
         if cores is not None:
             os.sched_setaffinity(0, cores)
 
+    _probe()
     cpu = METER.seconds()
     start = time.perf_counter()
     subprocess.run([*SIT471, "grade", NAME, str(subs), "--jobs", str(jobs), "--out", str(out),
@@ -198,6 +214,7 @@ def main() -> None:
             subs[1], tmp / "o1")
 
         work = make_work_root(course, tmp / "plain", NAME)  # plain nbgrader, same config
+        _probe()
         start = time.perf_counter()
         run_step(work, "generate_assignment", NAME)
         for student in sorted(p.name for p in subs[16].iterdir()):
@@ -219,6 +236,15 @@ def main() -> None:
                    - t[f"16 submissions, --jobs {jobs}"]) / 16 for jobs in (1, 2)}
     cold = {n: t[f"{n} submissions, --jobs 1, no warm kernels"]
             / t[f"{n} submissions, --jobs 2, no warm kernels"] for n in (8, 16)}
+    spread = max(PROBES) / min(PROBES)
+    steadiness = (
+        f"Host speed: a fixed loop timed before each of the {len(PROBES)} graded runs took "
+        f"{min(PROBES) * 1000:.0f}-{max(PROBES) * 1000:.0f} ms (median "
+        f"{statistics.median(PROBES) * 1000:.0f} ms, spread {spread:.2f}). "
+        + ("The host held its speed: the ratios below compare the grader's runs."
+           if spread <= 1.15 else
+           "**The host's speed changed during the run: the ratios below are not reliable; "
+           "rerun on a quieter machine.**"))
     lines = [
         "# Grading speed",
         "",
@@ -228,6 +254,8 @@ def main() -> None:
         f"graded by the `sit471 grade` command with the sandbox and the grader's verdicts, "
         f"unless said otherwise. Measured {time.strftime('%Y-%m-%d')} in one run of "
         "`benchmarks/bench_grading.py`.",
+        "",
+        steadiness,
         "",
         "| run | seconds | cores busy |",
         "|---|---:|---:|",
