@@ -142,6 +142,11 @@ def _grade(subs: Path, out: Path, jobs: int, *flags: str, env: dict | None = Non
     return seconds
 
 
+def _keep_fastest(t: dict[str, float], label: str, seconds: float) -> None:
+    """Record ``seconds`` under ``label`` in ``t`` unless an earlier round was faster."""
+    t[label] = min(t.get(label, seconds), seconds)
+
+
 def _profile(subs: Path, out: Path) -> tuple[float, list[str]]:
     """One regrade of one submission with a timeline: (seconds, a line per mark)."""
     path = out.parent / "timeline.txt"
@@ -200,8 +205,7 @@ def main() -> None:
         for r in range(ROUNDS):
             for label in ("1 submission, --jobs 1, new output folder",
                           "1 submission, --jobs 1, regrade (same folder)"):
-                seconds = _grade(subs[1], tmp / f"o1-{r}", 1)
-                t[label] = min(t.get(label, seconds), seconds)
+                _keep_fastest(t, label, _grade(subs[1], tmp / f"o1-{r}", 1))
         one_core = {min(os.sched_getaffinity(0))}
         cold = tmp / "cold-course"  # the course with warm kernels off
         shutil.copytree(course, cold, ignore=shutil.ignore_patterns("release", "runs"))
@@ -220,8 +224,8 @@ def main() -> None:
                     n, jobs, (), {"env": cold_env})
         for r in range(ROUNDS):
             for k, (label, (n, jobs, flags, kw)) in enumerate(batches.items()):
-                seconds = _grade(subs[n], tmp / f"batch{k}-{r}", jobs, *flags, label=label, **kw)
-                t[label] = min(t.get(label, seconds), seconds)
+                _keep_fastest(t, label, _grade(subs[n], tmp / f"batch{k}-{r}", jobs, *flags,
+                                               label=label, **kw))
         t["1 submission, --jobs 1, regrade with a timeline"], profile = _profile(
             subs[1], tmp / "o1-0")
 
@@ -235,8 +239,7 @@ def main() -> None:
                 shutil.copytree(subs[16] / student, work / "submitted" / student / NAME)
             subprocess.run([sys.executable, "-m", "nbgrader", "autograde", NAME, "--create",
                             "--force"], cwd=work, check=True, capture_output=True)
-            seconds = time.perf_counter() - start
-            t[label] = min(t.get(label, seconds), seconds)
+            _keep_fastest(t, label, time.perf_counter() - start)
         drawn, judged = _verdict_cost(reference, tmp)
 
     METER.close()
